@@ -1,0 +1,13 @@
+//! memcord: a memcache-protocol-compatible consistency proxy cluster.
+//!
+//! One request's path reads top to bottom:
+//! `server` (bytes ⇄ [`protocol::Request`]/[`protocol::Response`]) → `modes` (a coordinator per
+//! consistency mode) → `replicated` (the command every replica applies) → `store`.
+
+pub mod clock;
+pub mod config;
+pub mod modes;
+pub mod protocol;
+pub mod replicated;
+pub mod server;
+pub mod store;

@@ -1,0 +1,54 @@
+//! Coordinators: one per consistency mode. A coordinator takes a [`Request`] and gives a
+//! [`Response`]; it decides where the request goes and when it is answered. It knows nothing of
+//! sockets or bytes.
+
+mod standalone;
+mod translate;
+
+pub use standalone::Standalone;
+pub use translate::{command_for, response_for, ReadOrWrite};
+
+use crate::protocol::{Request, Response};
+use std::future::Future;
+
+/// Per-connection state a coordinator may keep (program order for the sequential mode).
+#[derive(Debug, Default, Clone)]
+pub struct Session {
+    /// A process-unique id for the client connection.
+    pub id: u64,
+    /// Position of this connection's last acknowledged write in the mode's order, if any.
+    pub last_write: Option<u64>,
+}
+
+impl Session {
+    /// A fresh session for connection `id`.
+    pub fn new(id: u64) -> Session {
+        Session {
+            id,
+            last_write: None,
+        }
+    }
+}
+
+/// Decides how one peer serves data requests under one consistency mode.
+pub trait Coordinator: Send + Sync + 'static {
+    /// Serves one data request (get-family, storage, delete, arithmetic, touch, flush_all).
+    /// Connection-level requests (version, verbosity, stats, quit) never reach it.
+    fn handle(
+        &self,
+        session: &mut Session,
+        request: Request,
+    ) -> impl Future<Output = Response> + Send;
+
+    /// The mode's name as configured (`standalone`, `eventual`, …).
+    fn mode(&self) -> &'static str;
+
+    /// Extra `STAT` lines for the plain `stats` reply (store counters, mode counters).
+    fn stats(&self) -> impl Future<Output = Vec<(String, String)>> + Send;
+
+    /// Lines for `stats <group>`, or `None` if the group is unknown to this coordinator.
+    fn stats_group(
+        &self,
+        group: &str,
+    ) -> impl Future<Output = Option<Vec<(String, String)>>> + Send;
+}

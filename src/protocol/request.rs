@@ -1,0 +1,182 @@
+//! Requests: one variant per memcache command word.
+//!
+//! The enum is shaped after the wire words so the meta protocol (`mg`, `ms`, `md`, `ma`, `mn`,
+//! `me`) can be added as further variants without touching the classic ones.
+
+use bytes::Bytes;
+
+/// The storage command words that carry a data block.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum StoreOp {
+    /// `set`: store unconditionally.
+    Set,
+    /// `add`: store only if the key is absent.
+    Add,
+    /// `replace`: store only if the key is present.
+    Replace,
+    /// `append`: add data after the existing value.
+    Append,
+    /// `prepend`: add data before the existing value.
+    Prepend,
+    /// `cas`: store only if the item's cas id still matches.
+    Cas,
+}
+
+impl StoreOp {
+    /// The command word on the wire.
+    pub fn word(self) -> &'static str {
+        match self {
+            StoreOp::Set => "set",
+            StoreOp::Add => "add",
+            StoreOp::Replace => "replace",
+            StoreOp::Append => "append",
+            StoreOp::Prepend => "prepend",
+            StoreOp::Cas => "cas",
+        }
+    }
+}
+
+/// `incr` or `decr`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ArithOp {
+    /// `incr`: add, wrapping at 2^64.
+    Incr,
+    /// `decr`: subtract, stopping at 0.
+    Decr,
+}
+
+impl ArithOp {
+    /// The command word on the wire.
+    pub fn word(self) -> &'static str {
+        match self {
+            ArithOp::Incr => "incr",
+            ArithOp::Decr => "decr",
+        }
+    }
+}
+
+/// One parsed client request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Request {
+    /// ```text
+    /// get <key>*\r\n            gets <key>*\r\n
+    /// ```
+    Get {
+        /// Keys in request order (at least one).
+        keys: Vec<Bytes>,
+        /// `gets`: include cas ids in the reply.
+        with_cas: bool,
+    },
+    /// ```text
+    /// gat <exptime> <key>*\r\n  gats <exptime> <key>*\r\n
+    /// ```
+    Gat {
+        /// New expiration time, as the client sent it.
+        exptime: i64,
+        /// Keys in request order (at least one).
+        keys: Vec<Bytes>,
+        /// `gats`: include cas ids in the reply.
+        with_cas: bool,
+    },
+    /// ```text
+    /// <set|add|replace|append|prepend> <key> <flags> <exptime> <bytes> [noreply]\r\n<data>\r\n
+    /// cas <key> <flags> <exptime> <bytes> <cas unique> [noreply]\r\n<data>\r\n
+    /// ```
+    Store {
+        /// Which storage command.
+        op: StoreOp,
+        /// The key.
+        key: Bytes,
+        /// Opaque client flags.
+        flags: u32,
+        /// Expiration time, as the client sent it.
+        exptime: i64,
+        /// The data block.
+        value: Bytes,
+        /// The cas id to compare against (`cas` only; 0 otherwise).
+        cas_unique: u64,
+        /// Suppress the reply.
+        noreply: bool,
+    },
+    /// ```text
+    /// delete <key> [0] [noreply]\r\n
+    /// ```
+    Delete {
+        /// The key.
+        key: Bytes,
+        /// Suppress the reply.
+        noreply: bool,
+    },
+    /// ```text
+    /// incr <key> <delta> [noreply]\r\n  decr <key> <delta> [noreply]\r\n
+    /// ```
+    Arith {
+        /// `incr` or `decr`.
+        op: ArithOp,
+        /// The key.
+        key: Bytes,
+        /// Amount to add or subtract.
+        delta: u64,
+        /// Suppress the reply.
+        noreply: bool,
+    },
+    /// ```text
+    /// touch <key> <exptime> [noreply]\r\n
+    /// ```
+    Touch {
+        /// The key.
+        key: Bytes,
+        /// New expiration time, as the client sent it.
+        exptime: i64,
+        /// Suppress the reply.
+        noreply: bool,
+    },
+    /// ```text
+    /// flush_all [delay] [noreply]\r\n
+    /// ```
+    FlushAll {
+        /// Seconds until the flush takes effect (0 or absent: now).
+        delay: i64,
+        /// Suppress the reply.
+        noreply: bool,
+    },
+    /// ```text
+    /// version\r\n
+    /// ```
+    Version,
+    /// ```text
+    /// verbosity <level> [noreply]\r\n
+    /// ```
+    Verbosity {
+        /// Requested log level.
+        level: u32,
+        /// Suppress the reply.
+        noreply: bool,
+    },
+    /// ```text
+    /// stats [group]\r\n
+    /// ```
+    Stats {
+        /// Optional statistics group (`settings`, `cluster`, `reset`, ...).
+        group: Option<String>,
+    },
+    /// ```text
+    /// quit\r\n
+    /// ```
+    Quit,
+}
+
+impl Request {
+    /// Whether the client asked for no reply.
+    pub fn noreply(&self) -> bool {
+        match self {
+            Request::Store { noreply, .. }
+            | Request::Delete { noreply, .. }
+            | Request::Arith { noreply, .. }
+            | Request::Touch { noreply, .. }
+            | Request::FlushAll { noreply, .. }
+            | Request::Verbosity { noreply, .. } => *noreply,
+            _ => false,
+        }
+    }
+}
