@@ -1,0 +1,1 @@
+//! The shared behaviour table (written by the protocol work).

@@ -1,0 +1,1 @@
+//! A real memcached on a free port (written by the protocol work).
