@@ -140,7 +140,13 @@ fn init_logging(config: &PeerConfig) -> Result<()> {
                 .with_writer(std::sync::Mutex::new(file))
                 .init();
         }
-        None => builder.with_writer(std::io::stderr).init(),
+        None => {
+            use std::io::IsTerminal;
+            builder
+                .with_ansi(std::io::stderr().is_terminal())
+                .with_writer(std::io::stderr)
+                .init()
+        }
     }
     Ok(())
 }

@@ -111,3 +111,40 @@ fn python_pymemcache() {
     );
     assert!(String::from_utf8_lossy(&out.stdout).contains("pymemcache smoke: ok"));
 }
+
+/// Runs a libmemcached-tools program against the peer, failing loudly when it is missing.
+fn libmemcached_tool(program: &str, args: &[&str]) -> std::process::Output {
+    let out = Command::new(program).args(args).output().unwrap_or_else(|err| {
+        panic!("{program} is missing ({err}); run scripts/test.sh (apt-get install libmemcached-tools)")
+    });
+    assert!(
+        out.status.success(),
+        "{program} {args:?} failed:\nstdout:\n{}\nstderr:\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+#[test]
+fn libmemcached_capability_suite_and_tools() {
+    let peer = PeerProcess::start(&["--kv-type", "memory"]);
+    let port = peer.port().to_string();
+    // memcapable's ASCII suite: every classic command, with and without noreply.
+    let out = libmemcached_tool(
+        "memccapable",
+        &["-a", "-t", "10", "-h", "127.0.0.1", "-p", &port],
+    );
+    let report = String::from_utf8_lossy(&out.stdout);
+    assert!(report.contains("All tests passed"), "{report}");
+
+    let servers = format!("--servers=127.0.0.1:{port}");
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("libmemcached-key");
+    std::fs::write(&file, b"copied by memccp").unwrap();
+    libmemcached_tool("memccp", &[&servers, file.to_str().unwrap()]);
+    let out = libmemcached_tool("memccat", &[&servers, "libmemcached-key"]);
+    assert_eq!(out.stdout, b"copied by memccp\n");
+    let out = libmemcached_tool("memcstat", &[&servers]);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("curr_items"));
+}
