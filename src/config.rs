@@ -550,6 +550,17 @@ fn resolve(raw: RawConfig, o: &Overrides) -> Result<PeerConfig, ConfigError> {
             ))
         }
     };
+    // A peer id is packed into every hybrid-clock timestamp (and so into every cas id).
+    if let Some(too_big) = peers
+        .keys()
+        .chain(std::iter::once(&id))
+        .find(|&&p| p > crate::clock::MAX_PEER_ID)
+    {
+        return Err(ConfigError::Invalid(format!(
+            "peer id {too_big} is too large (at most {})",
+            crate::clock::MAX_PEER_ID
+        )));
+    }
     // Without a config naming it, a lone peer serves where memcached would.
     let me = peers.entry(id).or_insert_with(|| PeerAddrs {
         client_addr: HostPort::new("127.0.0.1", 11211),

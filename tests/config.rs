@@ -159,3 +159,13 @@ fn ipv6_addresses_round_trip() {
     assert_eq!(hp, HostPort::new("::1", 8000));
     assert_eq!(hp.to_string(), "[::1]:8000");
 }
+
+#[test]
+fn peer_ids_fit_the_clock() {
+    let overrides = Overrides {
+        id: Some(256),
+        ..Overrides::default()
+    };
+    let err = load(&overrides, no_env()).unwrap_err().to_string();
+    assert_eq!(err, "peer id 256 is too large (at most 255)");
+}
