@@ -6,7 +6,7 @@ use crate::clock::HybridClock;
 use crate::config::{KvType, PeerConfig};
 use crate::modes::Standalone;
 use crate::protocol::Limits;
-use crate::store::{AnyStore, MemoryConfig, MemoryStore};
+use crate::store::{AnyStore, MemcachedConfig, MemcachedStore, MemoryConfig, MemoryStore};
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -24,14 +24,6 @@ pub enum PeerError {
         /// Why.
         source: std::io::Error,
     },
-    /// The backing store could not be set up.
-    #[error("kv store ({kv}) unavailable: {reason}")]
-    Store {
-        /// Which store.
-        kv: String,
-        /// Why.
-        reason: String,
-    },
     /// The configuration names several peers, which this build cannot serve yet.
     #[error(
         "the configuration defines {0} peers, but clustering is not built yet: \
@@ -45,6 +37,9 @@ pub struct BoundPeer {
     listener: TcpListener,
     config: PeerConfig,
     store: Arc<AnyStore>,
+    /// The largest value the store takes, enforced by the parser so that a refused value is
+    /// swallowed, not buffered.
+    max_value_len: usize,
 }
 
 impl BoundPeer {
@@ -53,7 +48,8 @@ impl BoundPeer {
         if config.peers.len() > 1 {
             return Err(PeerError::ClusteringNotBuilt(config.peers.len()));
         }
-        let store = Arc::new(build_store(&config).await?);
+        let (store, max_value_len) = build_store(&config).await?;
+        let store = Arc::new(store);
         let addr = config.me().client_addr.to_string();
         let listener = TcpListener::bind(&addr)
             .await
@@ -62,6 +58,7 @@ impl BoundPeer {
             listener,
             config,
             store,
+            max_value_len,
         })
     }
 
@@ -94,7 +91,8 @@ impl BoundPeer {
         let clock = Arc::new(HybridClock::new(self.config.id));
         // Every mode is a cluster of one until clustering lands: standalone serves them all.
         let coordinator = Arc::new(Standalone::new(self.store.clone(), clock));
-        let settings = server_settings(&self.config);
+        let mut settings = server_settings(&self.config);
+        settings.limits.max_value_len = self.max_value_len;
         super::run(self.listener, coordinator, settings, shutdown).await;
     }
 }
@@ -125,17 +123,37 @@ pub fn server_settings(config: &PeerConfig) -> Settings {
     }
 }
 
-/// The store `config` asks for.
-async fn build_store(config: &PeerConfig) -> Result<AnyStore, PeerError> {
+/// The store `config` asks for, and the largest value it takes.
+async fn build_store(config: &PeerConfig) -> Result<(AnyStore, usize), PeerError> {
+    let max_item_size = config.server.max_item_size;
     match config.kv.kv_type {
-        KvType::Memory => Ok(AnyStore::Memory(MemoryStore::new(MemoryConfig {
-            limit_bytes: (config.server.memory_limit_mb as usize).saturating_mul(1024 * 1024),
-            max_item_size: config.server.max_item_size,
-            ..MemoryConfig::default()
-        }))),
-        KvType::Memcached => Err(PeerError::Store {
-            kv: format!("memcached at {}", config.me().kv_addr),
-            reason: "the memcached adapter is not built yet".into(),
-        }),
+        KvType::Memory => {
+            let store = MemoryStore::new(MemoryConfig {
+                limit_bytes: (config.server.memory_limit_mb as usize).saturating_mul(1024 * 1024),
+                max_item_size,
+                ..MemoryConfig::default()
+            });
+            Ok((AnyStore::Memory(store), max_item_size))
+        }
+        KvType::Memcached => {
+            let addr = config.me().kv_addr.to_string();
+            let mut backend = MemcachedConfig::new(addr.clone());
+            backend.pool_size = config.kv.connections;
+            backend.request_timeout = Duration::from_millis(config.kv.timeout_ms.max(1));
+            // The envelope and memcached's own item header must fit the backend's `-I`
+            // (1 MiB by default): never promise clients more than that.
+            backend.max_item_size = backend.max_item_size.min(max_item_size);
+            let store = match MemcachedStore::connect(backend.clone()).await {
+                Ok(store) => store,
+                Err(err) => {
+                    // A backend that is down now may be up in a moment (a restart): serve
+                    // SERVER_ERROR until it is, rather than refusing to start.
+                    tracing::warn!(%addr, %err, "backing memcached not reachable yet");
+                    MemcachedStore::new(backend)
+                }
+            };
+            let max = store.max_item_size();
+            Ok((AnyStore::Memcached(store), max))
+        }
     }
 }
