@@ -181,11 +181,14 @@ fn parse_get(line: Line<'_>, with_cas: bool, touch: bool, limits: &Limits) -> Pa
             None => return client_error(BAD_EXPTIME, line.consumed, false),
         }
     }
-    let mut keys = Vec::with_capacity(1);
+    // At most one key per space: sizing once avoids regrowing on long multi-gets.
+    let mut keys = Vec::with_capacity(memchr::memchr_iter(b' ', line.text).count().min(1024));
     for key in words {
         if !key_ok(key, limits.max_key_len) {
             return client_error(BAD_FORMAT, line.consumed, false);
         }
+        // Each key is its own small copy: a key may be kept (as a store's map key or in a
+        // replication log), and a slice of a shared line would keep its neighbours alive.
         keys.push(Bytes::copy_from_slice(key));
     }
     let request_value = if touch {
