@@ -64,6 +64,16 @@ pub(super) async fn serve(
     }
 }
 
+impl std::fmt::Debug for Ended {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Ended::Io(err) => write!(f, "io: {err}"),
+            Ended::Protocol(reason) => write!(f, "protocol: {reason}"),
+            Ended::Killed => write!(f, "killed"),
+        }
+    }
+}
+
 async fn write_loop(
     mut writer: OwnedWriteHalf,
     jobs: &mut mpsc::Receiver<Job>,

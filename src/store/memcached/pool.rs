@@ -8,7 +8,7 @@
 //! a call that misses it answers [`StoreError::Timeout`] and kills its connection, since a
 //! backend that stops answering one request in a FIFO pipeline answers none after it.
 
-use super::connection::{serve, Ended, Job};
+use super::connection::{serve, Job};
 use super::MemcachedConfig;
 use crate::protocol::{Request, Response};
 use crate::store::{StoreError, StoreResult};
@@ -211,14 +211,4 @@ async fn connect(config: &MemcachedConfig) -> std::io::Result<TcpStream> {
         .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "connect timeout"))??;
     stream.set_nodelay(true)?;
     Ok(stream)
-}
-
-impl std::fmt::Debug for Ended {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Ended::Io(err) => write!(f, "io: {err}"),
-            Ended::Protocol(reason) => write!(f, "protocol: {reason}"),
-            Ended::Killed => write!(f, "killed"),
-        }
-    }
 }

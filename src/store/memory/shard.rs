@@ -95,12 +95,11 @@ impl Shard {
             self.remove(&key);
             return;
         }
-        let cost = item.footprint(key.len());
-        if let Some(old) = self.map.peek(&key[..]) {
-            self.used -= old.footprint(key.len());
+        let key_len = key.len();
+        self.used += item.footprint(key_len);
+        if let Some(old) = self.map.put(key, item) {
+            self.used -= old.footprint(key_len);
         }
-        self.map.put(key, item);
-        self.used += cost;
         self.evict(now);
     }
 
