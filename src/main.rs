@@ -1,1 +1,152 @@
-fn main() {}
+//! The `memcord` binary: a thin clap front over the library.
+
+use anyhow::{Context, Result};
+use clap::{Args, Parser, Subcommand};
+use memcord::config::{self, Overrides, PeerConfig};
+use memcord::server::peer::BoundPeer;
+use std::io::Write;
+use std::path::PathBuf;
+
+/// A memcache-protocol-compatible consistency proxy cluster.
+#[derive(Debug, Parser)]
+#[command(name = "memcord", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// The subcommands (`cluster`, `client`, `check` and `bench` join `peer` as they are built).
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run one peer: serves memcache clients on its client address.
+    Peer(PeerArgs),
+}
+
+/// `memcord peer`: every flag can also be given as the `MEMCORD_*` variable shown.
+#[derive(Debug, Args)]
+struct PeerArgs {
+    /// Config file (ini) shared by the cluster's peers; none = a cluster of one.
+    #[arg(long, env = "MEMCORD_CONFIG")]
+    config: Option<PathBuf>,
+    /// Which `[peer.N]` of the config this process is.
+    #[arg(long, env = "MEMCORD_ID")]
+    id: Option<u16>,
+    /// Host to serve clients on (default 127.0.0.1).
+    #[arg(long, env = "MEMCORD_HOST")]
+    host: Option<String>,
+    /// Port to serve clients on (default 11211 alone, the peer's client_addr with a config;
+    /// 0 = any free port, printed on the ready line).
+    #[arg(long, env = "MEMCORD_PORT")]
+    port: Option<u16>,
+    /// Backing store: memory (embedded) or memcached.
+    #[arg(long, env = "MEMCORD_KV_TYPE")]
+    kv_type: Option<String>,
+    /// Backing memcached's host.
+    #[arg(long, env = "MEMCORD_KV_HOST")]
+    kv_host: Option<String>,
+    /// Backing memcached's port.
+    #[arg(long, env = "MEMCORD_KV_PORT")]
+    kv_port: Option<u16>,
+    /// Consistency mode: linearizable, sequential or eventual.
+    #[arg(long, env = "MEMCORD_CONSISTENCY")]
+    consistency: Option<String>,
+    /// Memory limit of the embedded store, in MiB.
+    #[arg(long, env = "MEMCORD_MEMORY_LIMIT_MB")]
+    memory_limit_mb: Option<u64>,
+    /// Largest value accepted, in bytes.
+    #[arg(long, env = "MEMCORD_MAX_ITEM_SIZE")]
+    max_item_size: Option<usize>,
+    /// Most client connections served at once.
+    #[arg(long, env = "MEMCORD_MAX_CONNECTIONS")]
+    max_connections: Option<usize>,
+    /// Seconds of client silence before its connection is closed (0 = never).
+    #[arg(long, env = "MEMCORD_IDLE_TIMEOUT")]
+    idle_timeout: Option<u64>,
+    /// Log filter (`info`, `debug`, `memcord=trace`, …).
+    #[arg(long, env = "MEMCORD_LOG")]
+    log_level: Option<String>,
+    /// Log to this file instead of stderr.
+    #[arg(long, env = "MEMCORD_LOG_FILE")]
+    log_file: Option<PathBuf>,
+}
+
+impl PeerArgs {
+    fn overrides(self) -> Overrides {
+        Overrides {
+            config: self.config,
+            id: self.id,
+            host: self.host,
+            port: self.port,
+            kv_type: self.kv_type,
+            kv_host: self.kv_host,
+            kv_port: self.kv_port,
+            consistency: self.consistency,
+            memory_limit_mb: self.memory_limit_mb,
+            max_item_size: self.max_item_size,
+            max_connections: self.max_connections,
+            idle_timeout: self.idle_timeout,
+            log_level: self.log_level,
+            log_file: self.log_file,
+        }
+    }
+}
+
+fn main() -> Result<()> {
+    match Cli::parse().command {
+        Command::Peer(args) => {
+            let config = config::load(&args.overrides(), std::env::vars())?;
+            init_logging(&config)?;
+            tokio::runtime::Runtime::new()?.block_on(run_peer(config))
+        }
+    }
+}
+
+async fn run_peer(config: PeerConfig) -> Result<()> {
+    let peer = BoundPeer::bind(config).await?;
+    let line = peer.ready_line();
+    tracing::info!("{line}");
+    let mut stdout = std::io::stdout().lock();
+    writeln!(stdout, "{line}")?;
+    stdout.flush()?;
+    drop(stdout);
+    peer.serve(shutdown_signal()).await;
+    Ok(())
+}
+
+/// Completes on SIGINT (Ctrl-C) or SIGTERM.
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).expect("installing a SIGTERM handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}
+
+/// Logs to stderr (or the configured file) with the configured filter.
+fn init_logging(config: &PeerConfig) -> Result<()> {
+    let filter = tracing_subscriber::EnvFilter::try_new(&config.server.log_level)
+        .with_context(|| format!("invalid log level '{}'", config.server.log_level))?;
+    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    match &config.server.log_file {
+        Some(path) => {
+            let file = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)
+                .with_context(|| format!("opening log file {}", path.display()))?;
+            builder
+                .with_ansi(false)
+                .with_writer(std::sync::Mutex::new(file))
+                .init();
+        }
+        None => {
+            use std::io::IsTerminal;
+            builder
+                .with_ansi(std::io::stderr().is_terminal())
+                .with_writer(std::io::stderr)
+                .init()
+        }
+    }
+    Ok(())
+}

@@ -33,7 +33,9 @@ impl Session {
 /// Decides how one peer serves data requests under one consistency mode.
 pub trait Coordinator: Send + Sync + 'static {
     /// Serves one data request (get-family, storage, delete, arithmetic, touch, flush_all).
-    /// Connection-level requests (version, verbosity, stats, quit) never reach it.
+    /// Connection-level requests (version, verbosity, stats, quit) never reach it. The reply is
+    /// given as if `noreply` were absent; the connection layer suppresses it for `noreply`
+    /// requests (except `SERVER_ERROR`, as memcached does) after counting it in `stats`.
     fn handle(
         &self,
         session: &mut Session,

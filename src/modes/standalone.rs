@@ -23,6 +23,13 @@ impl<S: Store> Standalone<S> {
 
 impl<S: Store> Coordinator for Standalone<S> {
     async fn handle(&self, _session: &mut Session, request: Request) -> Response {
+        // `gat <exptime>` with no keys is legal (memcached answers a bare END); a backend
+        // memcached would take a keyless line for an unknown command, so no store sees it.
+        if let Request::Get { keys, .. } | Request::Gat { keys, .. } = &request {
+            if keys.is_empty() {
+                return Response::Values(Vec::new());
+            }
+        }
         match command_for(&request, &self.clock) {
             ReadOrWrite::Read { keys, with_cas } => match self.store.get(&keys).await {
                 Ok(items) => values_reply(&keys, items, with_cas),

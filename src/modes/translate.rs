@@ -89,15 +89,13 @@ pub fn command_for(request: &Request, clock: &HybridClock) -> ReadOrWrite {
     }
 }
 
-/// Turns a command's outcome (or a store failure) into the client's reply.
+/// Turns a command's outcome (or a store failure) into the client's reply, as if `noreply` were
+/// absent: the connection layer suppresses it (after counting hits and misses from it).
 pub fn response_for(request: &Request, outcome: Result<Outcome, StoreError>) -> Response {
     let outcome = match outcome {
         Ok(outcome) => outcome,
         Err(err) => return Response::ServerError(err.to_string()),
     };
-    if request.noreply() {
-        return Response::None;
-    }
     match outcome {
         Outcome::Write(result) => match result {
             StoreOutcome::Stored => Response::Stored,

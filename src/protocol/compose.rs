@@ -1,20 +1,188 @@
 //! Composing: responses (server side) and requests (client side).
+//!
+//! Numbers are written with a small digit loop rather than `fmt`, since a reply is composed for
+//! every request.
 
+use super::line::{put_i64, put_u64};
 use super::{Request, Response};
 use bytes::BytesMut;
 
 impl Response {
     /// Appends this reply's wire form to `out` (nothing for [`Response::None`]).
     pub fn compose(&self, out: &mut BytesMut) {
-        let _ = out;
-        todo!("protocol helper")
+        let word: &[u8] = match self {
+            Response::Values(values) => {
+                for value in values {
+                    out.reserve(value.key.len() + value.data.len() + 64);
+                    out.extend_from_slice(b"VALUE ");
+                    out.extend_from_slice(&value.key);
+                    out.extend_from_slice(b" ");
+                    put_u64(out, u64::from(value.flags));
+                    out.extend_from_slice(b" ");
+                    put_u64(out, value.data.len() as u64);
+                    if let Some(cas) = value.cas {
+                        out.extend_from_slice(b" ");
+                        put_u64(out, cas);
+                    }
+                    out.extend_from_slice(b"\r\n");
+                    out.extend_from_slice(&value.data);
+                    out.extend_from_slice(b"\r\n");
+                }
+                b"END\r\n"
+            }
+            Response::Stored => b"STORED\r\n",
+            Response::NotStored => b"NOT_STORED\r\n",
+            Response::Exists => b"EXISTS\r\n",
+            Response::NotFound => b"NOT_FOUND\r\n",
+            Response::Deleted => b"DELETED\r\n",
+            Response::Touched => b"TOUCHED\r\n",
+            Response::Ok => b"OK\r\n",
+            Response::Reset => b"RESET\r\n",
+            Response::Error => b"ERROR\r\n",
+            Response::Number(n) => {
+                put_u64(out, *n);
+                b"\r\n"
+            }
+            Response::Version(version) => {
+                out.extend_from_slice(b"VERSION ");
+                out.extend_from_slice(version.as_bytes());
+                b"\r\n"
+            }
+            Response::Stats(stats) => {
+                for (name, value) in stats {
+                    out.extend_from_slice(b"STAT ");
+                    out.extend_from_slice(name.as_bytes());
+                    out.extend_from_slice(b" ");
+                    out.extend_from_slice(value.as_bytes());
+                    out.extend_from_slice(b"\r\n");
+                }
+                b"END\r\n"
+            }
+            Response::ClientError(reason) => {
+                out.extend_from_slice(b"CLIENT_ERROR ");
+                out.extend_from_slice(reason.as_bytes());
+                b"\r\n"
+            }
+            Response::ServerError(reason) => {
+                out.extend_from_slice(b"SERVER_ERROR ");
+                out.extend_from_slice(reason.as_bytes());
+                b"\r\n"
+            }
+            Response::None => b"",
+        };
+        out.extend_from_slice(word);
+    }
+}
+
+/// Appends ` noreply` when asked for.
+fn put_noreply(out: &mut BytesMut, noreply: bool) {
+    if noreply {
+        out.extend_from_slice(b" noreply");
     }
 }
 
 impl Request {
     /// Appends this request's wire form to `out`.
     pub fn compose(&self, out: &mut BytesMut) {
-        let _ = out;
-        todo!("protocol helper")
+        match self {
+            Request::Get { keys, with_cas } => {
+                out.extend_from_slice(if *with_cas { b"gets" } else { b"get" });
+                for key in keys {
+                    out.extend_from_slice(b" ");
+                    out.extend_from_slice(key);
+                }
+            }
+            Request::Gat {
+                exptime,
+                keys,
+                with_cas,
+            } => {
+                out.extend_from_slice(if *with_cas { b"gats " } else { b"gat " });
+                put_i64(out, *exptime);
+                for key in keys {
+                    out.extend_from_slice(b" ");
+                    out.extend_from_slice(key);
+                }
+            }
+            Request::Store {
+                op,
+                key,
+                flags,
+                exptime,
+                value,
+                cas_unique,
+                noreply,
+            } => {
+                out.reserve(key.len() + value.len() + 64);
+                out.extend_from_slice(op.word().as_bytes());
+                out.extend_from_slice(b" ");
+                out.extend_from_slice(key);
+                out.extend_from_slice(b" ");
+                put_u64(out, u64::from(*flags));
+                out.extend_from_slice(b" ");
+                put_i64(out, *exptime);
+                out.extend_from_slice(b" ");
+                put_u64(out, value.len() as u64);
+                if *op == super::StoreOp::Cas {
+                    out.extend_from_slice(b" ");
+                    put_u64(out, *cas_unique);
+                }
+                put_noreply(out, *noreply);
+                out.extend_from_slice(b"\r\n");
+                out.extend_from_slice(value);
+            }
+            Request::Delete { key, noreply } => {
+                out.extend_from_slice(b"delete ");
+                out.extend_from_slice(key);
+                put_noreply(out, *noreply);
+            }
+            Request::Arith {
+                op,
+                key,
+                delta,
+                noreply,
+            } => {
+                out.extend_from_slice(op.word().as_bytes());
+                out.extend_from_slice(b" ");
+                out.extend_from_slice(key);
+                out.extend_from_slice(b" ");
+                put_u64(out, *delta);
+                put_noreply(out, *noreply);
+            }
+            Request::Touch {
+                key,
+                exptime,
+                noreply,
+            } => {
+                out.extend_from_slice(b"touch ");
+                out.extend_from_slice(key);
+                out.extend_from_slice(b" ");
+                put_i64(out, *exptime);
+                put_noreply(out, *noreply);
+            }
+            Request::FlushAll { delay, noreply } => {
+                out.extend_from_slice(b"flush_all");
+                if *delay != 0 {
+                    out.extend_from_slice(b" ");
+                    put_i64(out, *delay);
+                }
+                put_noreply(out, *noreply);
+            }
+            Request::Version => out.extend_from_slice(b"version"),
+            Request::Verbosity { level, noreply } => {
+                out.extend_from_slice(b"verbosity ");
+                put_u64(out, u64::from(*level));
+                put_noreply(out, *noreply);
+            }
+            Request::Stats { group } => {
+                out.extend_from_slice(b"stats");
+                if let Some(group) = group {
+                    out.extend_from_slice(b" ");
+                    out.extend_from_slice(group.as_bytes());
+                }
+            }
+            Request::Quit => out.extend_from_slice(b"quit"),
+        }
+        out.extend_from_slice(b"\r\n");
     }
 }

@@ -7,16 +7,90 @@
 //!
 //! Parsing keeps "not enough bytes yet" ([`ParseOutcome::Incomplete`]) apart from "invalid"
 //! ([`ParseOutcome::Invalid`], which carries memcached's exact error reply and what the
-//! connection must do next). memcache error replies are values, never Rust errors.
+//! connection must do next). memcache error replies are values, never Rust errors. The parser
+//! never panics, and allocates only for keys and values it has accepted: sizes announced by the
+//! peer are checked against [`Limits`] first.
+//!
+//! # The rules, as measured against memcached 1.6.18
+//!
+//! Every row was observed on the real binary (`tests/memcached_reference.rs` replays the shared
+//! table in `tests/common/cases.rs` against it). `CE` is `CLIENT_ERROR`, `SE` `SERVER_ERROR`;
+//! "silenced" means the reply is dropped when the line's last word is `noreply`.
+//!
+//! | input | memcached's reply | after |
+//! | --- | --- | --- |
+//! | unknown word, empty line, upper-case `GET`, `mn` … | `ERROR` | continue |
+//! | wrong word count (`get`, `set k 0 0`, `incr k`, `verbosity`, `delete`, `touch k 1 2 3`, `set` with 7 words …) | `ERROR` (never silenced: counted before `noreply` is looked at) | continue; a `set`'s data line is then read as a command (`ERROR` again) |
+//! | line end | `\n` alone is accepted, one `\r` before it stripped; leading and repeated spaces ignored | |
+//! | key > 250 bytes (any command) | `CE bad command line format` (silenced) | continue; a storage command's data line is read as a command |
+//! | `set` flags/exptime/bytes not a number, flags or bytes negative, `+5` | bad: `CE bad command line format` (silenced); `+5` and `-0` are accepted | continue (data line read as a command, so `ERROR` follows) |
+//! | `set` bytes > INT_MAX-2 | `CE bad command line format` | continue |
+//! | `set` bytes > item size max (`-I`) | `SE object too large for cache` (silenced), sent after the block is swallowed | swallow `bytes + 2`; an existing `set` key is unlinked |
+//! | data block not ending in `\r\n` | `CE bad data chunk` (silenced) | the `bytes + 2` are consumed; what follows is read as commands |
+//! | set negative exptime | `STORED`, item immediately invisible | |
+//! | extra 6th `set` word that is not `noreply` | ignored (`STORED`) | |
+//! | `cas` unique not a number / negative / ≥ 2^64; `cas` without unique | `CE bad command line format`; `ERROR` | continue |
+//! | `delete k 0`, `delete k noreply`, `delete k 0 noreply` | `DELETED`/`NOT_FOUND` | |
+//! | `delete k 5`, `delete k 0 0`, `delete k noreply 0` | `CE bad command line format.  Usage: delete <key> [noreply]` (silenced when last word is `noreply`) | continue |
+//! | `incr k abc`, `incr k -1`, delta ≥ 2^64 | `CE invalid numeric delta argument` (silenced) | |
+//! | incr/decr on a value that is not a decimal ≤ 20 digits (also empty, `-1`) | `CE cannot increment or decrement non-numeric value` | store's reply |
+//! | incr/decr on a missing key | `NOT_FOUND` | |
+//! | incr past 2^64-1 | wraps (`18446744073709551615 + 2 = 1`) | |
+//! | decr below 0 | `0` | |
+//! | `incr k 1 foo` (4th word not `noreply`) | ignored, normal reply | |
+//! | `touch k abc` | `CE invalid exptime argument` (silenced) | |
+//! | `gat abc k`, `gat k` (exptime missing) | `CE invalid exptime argument` (never silenced) | |
+//! | `gat 10` (no key) | `END` | |
+//! | `gat`/`get`/`gets`/`gats` without arguments | `ERROR` | |
+//! | `noreply` on a retrieval command | read as a key | |
+//! | `flush_all`, `flush_all 0`, `flush_all -1` (= now), `flush_all 0 0` (2nd word ignored) | `OK` | |
+//! | `flush_all abc` | `CE invalid exptime argument` (silenced) | |
+//! | `flush_all 1 2 3` | `ERROR` | |
+//! | `verbosity 1`, `verbosity 1 2` | `OK` | |
+//! | `verbosity abc`, `verbosity -1` | `CE bad command line format` (silenced; `verbosity noreply` is silent) | |
+//! | `stats <unknown>` | `ERROR` (`stats` groups are the server's business) | |
+//! | `version anything`, `quit anything` | extra words ignored | |
+//! | line > 2048 bytes without `\n` (not `get `/`gets `) | connection closed, no reply | |
+//! | multi-get with one bad key | only `CE bad command line format` (no `VALUE`s, no `END`) | |
+//!
+//! # Where memcord deliberately differs
+//!
+//! * **Control bytes in keys** (bytes < 0x20 and 0x7f, e.g. a tab or a stray `\r`) are refused
+//!   with `CE bad command line format`; memcached accepts them. Keys stay printable.
+//! * **Over-long lines** get `CLIENT_ERROR line too long` before the close (memcached closes
+//!   silently), and the limit is applied to the line's length whether or not its `\n` has
+//!   arrived, so the outcome never depends on how the bytes were split across reads (memcached
+//!   only checks when 2048 bytes are buffered without a newline). `gat`/`gats` lines get the
+//!   multi-get limit too (memcached extends it to `get`/`gets` only).
+//! * **Numbers beyond 32 bits**: memcached parses flags, exptime and byte counts as C longs and
+//!   then truncates them to 32 bits (`set k 4294967296 0 1` stores flags 0; `set k 0 0
+//!   4294967296` reads a 0-byte block). memcord refuses flags and byte counts that do not fit
+//!   (`CE bad command line format`) and keeps exptimes at 64 bits.
+//! * **Item size**: memcached's limit includes its item header; memcord compares the value's
+//!   length with [`Limits::max_value_len`] alone.
+//! * **Meta commands** (`mg`, `ms`, …) and the admin commands (`slabs`, `lru_crawler`, …) are
+//!   not implemented yet: `ERROR`.
+//!
+//! Artefacts kept out of the shared behaviour table because another implementation may
+//! legitimately differ: cas id values, the `version` text, `stats` contents, decr's space
+//! padding of a shrunk value (`decr 10 → 9` leaves `"9 "` stored), incr accepting `"1 2"` (a
+//! number followed by a space), memcached dropping replies still queued in the same read when a
+//! multi-get key is too long, and the unlinking of an existing key by an oversized `set`.
 
 mod compose;
 mod limits;
+mod line;
 mod parse;
+mod reply;
 mod request;
 mod response;
 
+#[cfg(test)]
+mod tests;
+
 pub use limits::Limits;
-pub use parse::{parse_request, parse_response, AfterError, ParseOutcome, ResponseOutcome};
+pub use parse::{parse_request, AfterError, ParseOutcome};
+pub use reply::{parse_response, ResponseOutcome};
 pub use request::{ArithOp, Request, StoreOp};
 pub use response::{Response, Value};
 

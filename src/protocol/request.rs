@@ -73,7 +73,7 @@ pub enum Request {
     Gat {
         /// New expiration time, as the client sent it.
         exptime: i64,
-        /// Keys in request order (at least one).
+        /// Keys in request order; may be empty (memcached answers `gat 10` with a bare `END`).
         keys: Vec<Bytes>,
         /// `gats`: include cas ids in the reply.
         with_cas: bool,

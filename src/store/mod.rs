@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use std::future::Future;
 
 pub use memcached::{MemcachedConfig, MemcachedStore};
-pub use memory::MemoryStore;
+pub use memory::{MemoryConfig, MemoryStore};
 
 /// memcached's boundary between relative and absolute exptimes: 30 days in seconds.
 pub const REALTIME_MAXDELTA: i64 = 60 * 60 * 24 * 30;

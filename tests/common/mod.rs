@@ -4,3 +4,4 @@
 
 pub mod cases;
 pub mod memcached;
+pub mod peer;

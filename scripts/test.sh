@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# The whole test suite, as CI runs it: installs what the tests need when it is missing
+# (memcached, libmemcached-tools, pymemcache for Debian's /usr/bin/python3), then
+# rustfmt, clippy with warnings as errors, and every test target plus doctests.
+# Any failure fails the script.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+missing=()
+command -v memcached >/dev/null 2>&1 || [ -x /usr/bin/memcached ] || missing+=(memcached)
+command -v memccapable >/dev/null 2>&1 || missing+=(libmemcached-tools)
+if ! [ -x /usr/bin/python3 ] || ! /usr/bin/python3 -c 'import pymemcache' >/dev/null 2>&1; then
+    missing+=(python3-pymemcache)
+fi
+
+if [ ${#missing[@]} -gt 0 ]; then
+    echo "test.sh: installing ${missing[*]}"
+    sudo=""
+    if [ "$(id -u)" -ne 0 ]; then
+        sudo="sudo"
+    fi
+    # Refresh the package lists only if the install cannot find the packages without it.
+    if ! $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y "${missing[@]}"; then
+        $sudo apt-get update
+        $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y "${missing[@]}"
+    fi
+fi
+
+echo "test.sh: cargo fmt --check"
+cargo fmt --all -- --check
+echo "test.sh: cargo clippy"
+cargo clippy --all-targets -- -D warnings
+echo "test.sh: cargo test"
+cargo test --all-targets
+cargo test --doc
+echo "test.sh: all passed"

@@ -1,0 +1,218 @@
+//! One client connection: bytes in, requests to the coordinator, replies out.
+//!
+//! The handler parses every complete request already in the read buffer, answers each in order
+//! into one output buffer and writes that buffer once, when no complete request is left. A
+//! client that pipelines a hundred requests in one segment gets its hundred replies in one
+//! write, which is where most of a proxy's throughput comes from.
+
+use super::shutdown::Shutdown;
+use super::stats::{ConnCounters, Tally};
+use super::Shared;
+use crate::modes::{Coordinator, Session};
+use crate::protocol::{parse_request, AfterError, ParseOutcome, Request, Response, VERSION};
+use bytes::{Buf, BytesMut};
+use std::io;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::mpsc;
+
+/// Read buffer's initial capacity; grows only for large data blocks.
+const READ_CAPACITY: usize = 16 * 1024;
+
+/// Replies buffered beyond this are written out before the batch ends, so a long pipeline of
+/// large `get`s cannot hold unbounded memory.
+const OUTPUT_HIGH_WATER: usize = 1024 * 1024;
+
+/// A client socket with its read buffer and its output buffer.
+#[derive(Debug)]
+pub struct Connection {
+    stream: TcpStream,
+    input: BytesMut,
+    output: BytesMut,
+}
+
+impl Connection {
+    /// Wraps an accepted socket.
+    pub fn new(stream: TcpStream) -> Connection {
+        Connection {
+            stream,
+            input: BytesMut::with_capacity(READ_CAPACITY),
+            output: BytesMut::with_capacity(READ_CAPACITY),
+        }
+    }
+
+    /// Reads whatever the client sent next into the read buffer; `Ok(0)` is end of stream.
+    pub async fn read_more(&mut self) -> io::Result<usize> {
+        if self.input.capacity() - self.input.len() < 1024 {
+            self.input.reserve(READ_CAPACITY);
+        }
+        self.stream.read_buf(&mut self.input).await
+    }
+
+    /// Writes every buffered reply; returns how many bytes went out.
+    pub async fn flush(&mut self) -> io::Result<usize> {
+        let n = self.output.len();
+        if n > 0 {
+            self.stream.write_all(&self.output).await?;
+            self.output.clear();
+        }
+        Ok(n)
+    }
+
+    /// Appends raw bytes to the output buffer.
+    pub fn write_raw(&mut self, bytes: &[u8]) {
+        self.output.extend_from_slice(bytes);
+    }
+}
+
+/// Whether the connection stays open after a batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Flow {
+    Open,
+    Close,
+}
+
+/// Serves one connection until the client leaves, misbehaves, idles out or the server stops.
+pub(crate) struct Handler<C: Coordinator> {
+    pub(crate) conn: Connection,
+    pub(crate) coordinator: Arc<C>,
+    pub(crate) shared: Arc<Shared>,
+    pub(crate) session: Session,
+    pub(crate) shutdown: Shutdown,
+    /// Dropped when the handler ends, telling the server one fewer connection is draining.
+    pub(crate) _shutdown_complete: mpsc::Sender<()>,
+    /// This batch's counters, folded into the shared ones at each flush.
+    pub(crate) counters: ConnCounters,
+    /// Bytes of a rejected data block still to be discarded as they arrive.
+    pub(crate) swallow: usize,
+}
+
+impl<C: Coordinator> Handler<C> {
+    /// Runs the connection to its end.
+    pub(crate) async fn run(&mut self) -> io::Result<()> {
+        let idle = self.shared.settings.idle_timeout;
+        loop {
+            let flow = self.process_buffered().await;
+            let flushed = self.flush().await;
+            if flow? == Flow::Close {
+                return flushed;
+            }
+            flushed?;
+            let read = tokio::select! {
+                read = self.conn.read_more() => read?,
+                _ = self.shutdown.recv() => return Ok(()),
+                _ = idle_sleep(idle) => {
+                    tracing::debug!(session = self.session.id, "closing idle connection");
+                    return Ok(());
+                }
+            };
+            if read == 0 {
+                return Ok(());
+            }
+            self.counters.bytes_read += read as u64;
+        }
+    }
+
+    /// Writes the buffered replies and publishes this batch's counters.
+    async fn flush(&mut self) -> io::Result<()> {
+        let written = self.conn.flush().await;
+        if let Ok(n) = written {
+            self.counters.bytes_written += n as u64;
+        }
+        self.shared.stats.counters.fold(&mut self.counters);
+        written.map(|_| ())
+    }
+
+    /// Answers every complete request in the read buffer.
+    async fn process_buffered(&mut self) -> io::Result<Flow> {
+        loop {
+            if self.swallow > 0 {
+                let n = self.swallow.min(self.conn.input.len());
+                self.conn.input.advance(n);
+                self.swallow -= n;
+                if self.swallow > 0 {
+                    return Ok(Flow::Open);
+                }
+            }
+            if self.conn.input.is_empty() {
+                return Ok(Flow::Open);
+            }
+            match parse_request(&self.conn.input, &self.shared.settings.limits) {
+                ParseOutcome::Incomplete => {
+                    if self.conn.input.len() > self.shared.max_buffered {
+                        // The parser bounds lines and blocks itself; this is a backstop so a
+                        // parser gap can never become unbounded memory.
+                        Response::ClientError("line too long".into())
+                            .compose(&mut self.conn.output);
+                        return Ok(Flow::Close);
+                    }
+                    return Ok(Flow::Open);
+                }
+                ParseOutcome::Request { request, consumed } => {
+                    self.conn.input.advance(consumed);
+                    if self.serve(request).await == Flow::Close {
+                        return Ok(Flow::Close);
+                    }
+                }
+                ParseOutcome::Invalid {
+                    reply,
+                    consumed,
+                    after,
+                } => {
+                    reply.compose(&mut self.conn.output);
+                    self.conn.input.advance(consumed);
+                    match after {
+                        AfterError::Continue => {}
+                        AfterError::Swallow(n) => self.swallow = n,
+                        AfterError::Close => return Ok(Flow::Close),
+                    }
+                }
+            }
+            if self.conn.output.len() >= OUTPUT_HIGH_WATER {
+                self.flush().await?;
+            }
+        }
+    }
+
+    /// Answers one request into the output buffer.
+    async fn serve(&mut self, request: Request) -> Flow {
+        let reply = match request {
+            Request::Quit => return Flow::Close,
+            Request::Version => Response::Version(VERSION.to_string()),
+            Request::Verbosity { level, noreply } => {
+                self.shared.verbosity.store(level, Relaxed);
+                if noreply {
+                    Response::None
+                } else {
+                    Response::Ok
+                }
+            }
+            Request::Stats { group } => self.shared.stats_reply(&*self.coordinator, group).await,
+            request => {
+                let tally = Tally::of(&request);
+                let noreply = request.noreply();
+                let reply = self.coordinator.handle(&mut self.session, request).await;
+                self.counters.record(tally, &reply);
+                // Coordinators answer as if `noreply` were absent so that the counters see the
+                // outcome; like memcached, only server errors still reach a noreply client.
+                if noreply && !matches!(reply, Response::ServerError(_)) {
+                    Response::None
+                } else {
+                    reply
+                }
+            }
+        };
+        reply.compose(&mut self.conn.output);
+        Flow::Open
+    }
+}
+
+/// Sleeps for the idle timeout, or forever when there is none.
+async fn idle_sleep(idle: Option<std::time::Duration>) {
+    match idle {
+        Some(d) => tokio::time::sleep(d).await,
+        None => std::future::pending().await,
+    }
+}

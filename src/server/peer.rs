@@ -1,0 +1,159 @@
+//! Starting one peer from its [`PeerConfig`]: the store, the coordinator for its mode, the
+//! listener, and the server until shutdown.
+
+use super::Settings;
+use crate::clock::HybridClock;
+use crate::config::{KvType, PeerConfig};
+use crate::modes::Standalone;
+use crate::protocol::Limits;
+use crate::store::{AnyStore, MemcachedConfig, MemcachedStore, MemoryConfig, MemoryStore};
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+
+/// Why a peer could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum PeerError {
+    /// The client address could not be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The configured address.
+        addr: String,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The configuration names several peers, which this build cannot serve yet.
+    #[error(
+        "the configuration defines {0} peers, but clustering is not built yet: \
+         run a single peer (omit --config, or give a config with one [peer.N])"
+    )]
+    ClusteringNotBuilt(usize),
+}
+
+/// A peer bound to its client address, ready to serve.
+pub struct BoundPeer {
+    listener: TcpListener,
+    config: PeerConfig,
+    store: Arc<AnyStore>,
+    /// The largest value the store takes, enforced by the parser so that a refused value is
+    /// swallowed, not buffered.
+    max_value_len: usize,
+}
+
+impl BoundPeer {
+    /// Checks that this build can serve `config`, connects the store and binds the listener.
+    pub async fn bind(config: PeerConfig) -> Result<BoundPeer, PeerError> {
+        if config.peers.len() > 1 {
+            return Err(PeerError::ClusteringNotBuilt(config.peers.len()));
+        }
+        let (store, max_value_len) = build_store(&config).await?;
+        let store = Arc::new(store);
+        let addr = config.me().client_addr.to_string();
+        let listener = TcpListener::bind(&addr)
+            .await
+            .map_err(|source| PeerError::Bind { addr, source })?;
+        Ok(BoundPeer {
+            listener,
+            config,
+            store,
+            max_value_len,
+        })
+    }
+
+    /// The address actually bound (the real port when the config asked for port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener
+            .local_addr()
+            .expect("a bound listener has an address")
+    }
+
+    /// The mode name the peer will report.
+    pub fn mode(&self) -> &'static str {
+        "standalone"
+    }
+
+    /// The line printed on stdout once the peer accepts clients. Tests and scripts read the
+    /// address from it, so its shape is part of the command-line contract.
+    pub fn ready_line(&self) -> String {
+        format!(
+            "memcord peer {} listening on {} (kv: {}, mode: {})",
+            self.config.id,
+            self.local_addr(),
+            self.config.kv.kv_type,
+            self.mode()
+        )
+    }
+
+    /// Serves until `shutdown` completes and every connection has finished.
+    pub async fn serve(self, shutdown: impl Future) {
+        let clock = Arc::new(HybridClock::new(self.config.id));
+        // Every mode is a cluster of one until clustering lands: standalone serves them all.
+        let coordinator = Arc::new(Standalone::new(self.store.clone(), clock));
+        let mut settings = server_settings(&self.config);
+        settings.limits.max_value_len = self.max_value_len;
+        super::run(self.listener, coordinator, settings, shutdown).await;
+    }
+}
+
+/// The server settings and the extra `stats` lines derived from a peer's configuration.
+pub fn server_settings(config: &PeerConfig) -> Settings {
+    let server = &config.server;
+    let limits = Limits {
+        max_value_len: server.max_item_size,
+        ..Limits::default()
+    };
+    Settings {
+        limits,
+        max_connections: server.max_connections,
+        idle_timeout: (server.idle_timeout_secs > 0)
+            .then(|| Duration::from_secs(server.idle_timeout_secs)),
+        info: vec![
+            ("memcord_peer_id".into(), config.id.to_string()),
+            ("memcord_kv_type".into(), config.kv.kv_type.to_string()),
+            (
+                "memcord_consistency".into(),
+                config.cluster.consistency.to_string(),
+            ),
+            ("memcord_peers".into(), config.peers.len().to_string()),
+            ("memcord_version".into(), env!("CARGO_PKG_VERSION").into()),
+        ],
+        settings: config.settings_lines(),
+    }
+}
+
+/// The store `config` asks for, and the largest value it takes.
+async fn build_store(config: &PeerConfig) -> Result<(AnyStore, usize), PeerError> {
+    let max_item_size = config.server.max_item_size;
+    match config.kv.kv_type {
+        KvType::Memory => {
+            let store = MemoryStore::new(MemoryConfig {
+                limit_bytes: (config.server.memory_limit_mb as usize).saturating_mul(1024 * 1024),
+                max_item_size,
+                ..MemoryConfig::default()
+            });
+            Ok((AnyStore::Memory(store), max_item_size))
+        }
+        KvType::Memcached => {
+            let addr = config.me().kv_addr.to_string();
+            let mut backend = MemcachedConfig::new(addr.clone());
+            backend.pool_size = config.kv.connections;
+            backend.request_timeout = Duration::from_millis(config.kv.timeout_ms.max(1));
+            // The envelope and memcached's own item header must fit the backend's `-I`
+            // (1 MiB by default): never promise clients more than that.
+            backend.max_item_size = backend.max_item_size.min(max_item_size);
+            let store = match MemcachedStore::connect(backend.clone()).await {
+                Ok(store) => store,
+                Err(err) => {
+                    // A backend that is down now may be up in a moment (a restart): serve
+                    // SERVER_ERROR until it is, rather than refusing to start.
+                    tracing::warn!(%addr, %err, "backing memcached not reachable yet");
+                    MemcachedStore::new(backend)
+                }
+            };
+            let max = store.max_item_size();
+            Ok((AnyStore::Memcached(store), max))
+        }
+    }
+}

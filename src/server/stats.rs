@@ -1,0 +1,268 @@
+//! memcached-style counters for `stats`.
+//!
+//! Each connection counts into a plain [`ConnCounters`] while it works through a batch of
+//! pipelined requests and folds them into the shared [`ServerStats`] atomics once per batch, so
+//! a busy connection touches the shared cache lines once per flush rather than once per request.
+
+use crate::protocol::{Request, Response};
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+macro_rules! counters {
+    ($($name:ident),* $(,)?) => {
+        /// Counters of one connection's current batch (plain integers, no sharing).
+        #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+        pub struct ConnCounters {
+            $(#[doc = concat!("`", stringify!($name), "`")] pub $name: u64,)*
+        }
+
+        /// The process-wide counters, named as memcached names them.
+        #[derive(Debug, Default)]
+        pub struct Counters {
+            $(#[doc = concat!("`", stringify!($name), "`")] pub $name: AtomicU64,)*
+        }
+
+        impl Counters {
+            /// Adds a connection's batch and zeroes it.
+            pub fn fold(&self, local: &mut ConnCounters) {
+                $(if local.$name != 0 { self.$name.fetch_add(local.$name, Relaxed); })*
+                *local = ConnCounters::default();
+            }
+
+            /// Zeroes every counter (`stats reset`).
+            pub fn reset(&self) {
+                $(self.$name.store(0, Relaxed);)*
+            }
+
+            /// `(name, value)` for every counter, in declaration order.
+            pub fn lines(&self) -> Vec<(String, String)> {
+                vec![$((stringify!($name).to_string(), self.$name.load(Relaxed).to_string()),)*]
+            }
+        }
+    };
+}
+
+// Declaration order is the order of the `stats` reply, following memcached's.
+counters!(
+    cmd_get,
+    cmd_set,
+    cmd_flush,
+    cmd_touch,
+    get_hits,
+    get_misses,
+    delete_misses,
+    delete_hits,
+    incr_misses,
+    incr_hits,
+    decr_misses,
+    decr_hits,
+    cas_misses,
+    cas_hits,
+    cas_badval,
+    touch_hits,
+    touch_misses,
+    bytes_read,
+    bytes_written,
+);
+
+/// What a data request contributes to the counters, taken before the request is handed over.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Tally {
+    /// `get`/`gets` of this many keys.
+    Get(u64),
+    /// `gat`/`gats` of this many keys.
+    Gat(u64),
+    /// A storage command; `true` for `cas`.
+    Store(bool),
+    /// `delete`.
+    Delete,
+    /// `incr` (`true`) or `decr`.
+    Arith(bool),
+    /// `touch`.
+    Touch,
+    /// `flush_all`.
+    Flush,
+    /// Not counted (connection-level requests).
+    None,
+}
+
+impl Tally {
+    /// The tally of `request`.
+    pub fn of(request: &Request) -> Tally {
+        use crate::protocol::{ArithOp, StoreOp};
+        match request {
+            Request::Get { keys, .. } => Tally::Get(keys.len() as u64),
+            Request::Gat { keys, .. } => Tally::Gat(keys.len() as u64),
+            Request::Store { op, .. } => Tally::Store(*op == StoreOp::Cas),
+            Request::Delete { .. } => Tally::Delete,
+            Request::Arith { op, .. } => Tally::Arith(*op == ArithOp::Incr),
+            Request::Touch { .. } => Tally::Touch,
+            Request::FlushAll { .. } => Tally::Flush,
+            Request::Version
+            | Request::Verbosity { .. }
+            | Request::Stats { .. }
+            | Request::Quit => Tally::None,
+        }
+    }
+}
+
+impl ConnCounters {
+    /// Counts one data request and the reply it got (before `noreply` suppression).
+    pub fn record(&mut self, tally: Tally, response: &Response) {
+        match tally {
+            Tally::Get(keys) => {
+                let hits = hit_count(response);
+                self.cmd_get += keys;
+                self.get_hits += hits;
+                self.get_misses += keys.saturating_sub(hits);
+            }
+            Tally::Gat(keys) => {
+                // memcached counts a gat as a fetch and a touch per key.
+                let hits = hit_count(response);
+                let misses = keys.saturating_sub(hits);
+                self.cmd_get += keys;
+                self.cmd_touch += keys;
+                self.get_hits += hits;
+                self.touch_hits += hits;
+                self.get_misses += misses;
+                self.touch_misses += misses;
+            }
+            Tally::Store(is_cas) => {
+                self.cmd_set += 1;
+                if is_cas {
+                    match response {
+                        Response::Stored => self.cas_hits += 1,
+                        Response::Exists => self.cas_badval += 1,
+                        Response::NotFound => self.cas_misses += 1,
+                        _ => {}
+                    }
+                }
+            }
+            Tally::Delete => match response {
+                Response::Deleted => self.delete_hits += 1,
+                Response::NotFound => self.delete_misses += 1,
+                _ => {}
+            },
+            Tally::Arith(incr) => {
+                let (hits, misses) = if incr {
+                    (&mut self.incr_hits, &mut self.incr_misses)
+                } else {
+                    (&mut self.decr_hits, &mut self.decr_misses)
+                };
+                match response {
+                    Response::Number(_) => *hits += 1,
+                    Response::NotFound => *misses += 1,
+                    _ => {}
+                }
+            }
+            Tally::Touch => {
+                self.cmd_touch += 1;
+                match response {
+                    Response::Touched => self.touch_hits += 1,
+                    Response::NotFound => self.touch_misses += 1,
+                    _ => {}
+                }
+            }
+            Tally::Flush => self.cmd_flush += 1,
+            Tally::None => {}
+        }
+    }
+}
+
+fn hit_count(response: &Response) -> u64 {
+    match response {
+        Response::Values(values) => values.len() as u64,
+        _ => 0,
+    }
+}
+
+/// Everything the server counts, plus connection gauges.
+#[derive(Debug)]
+pub struct ServerStats {
+    /// When the server started (for `uptime`).
+    started: Instant,
+    /// Request and byte counters.
+    pub counters: Counters,
+    /// Open client connections.
+    pub curr_connections: AtomicU64,
+    /// Connections accepted since start (or the last `stats reset`).
+    pub total_connections: AtomicU64,
+    /// Connections refused because `max_connections` were open.
+    pub rejected_connections: AtomicU64,
+}
+
+impl Default for ServerStats {
+    fn default() -> Self {
+        ServerStats {
+            started: Instant::now(),
+            counters: Counters::default(),
+            curr_connections: AtomicU64::new(0),
+            total_connections: AtomicU64::new(0),
+            rejected_connections: AtomicU64::new(0),
+        }
+    }
+}
+
+impl ServerStats {
+    /// Zeroes the resettable counters, as memcached's `stats reset` does (gauges stay).
+    pub fn reset(&self) {
+        self.counters.reset();
+        self.total_connections.store(0, Relaxed);
+        self.rejected_connections.store(0, Relaxed);
+    }
+
+    /// The general `stats` lines this layer owns, in memcached's order; `max_connections` and
+    /// `threads` come from the caller, which knows the settings and the runtime.
+    pub fn lines(&self, max_connections: usize, threads: usize) -> Vec<(String, String)> {
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        let (user, system) = rusage();
+        let mut lines: Vec<(String, String)> = vec![
+            ("pid".into(), std::process::id().to_string()),
+            (
+                "uptime".into(),
+                self.started.elapsed().as_secs().to_string(),
+            ),
+            ("time".into(), now.to_string()),
+            ("version".into(), crate::protocol::VERSION.to_string()),
+            (
+                "pointer_size".into(),
+                (std::mem::size_of::<usize>() * 8).to_string(),
+            ),
+            ("rusage_user".into(), user),
+            ("rusage_system".into(), system),
+            ("max_connections".into(), max_connections.to_string()),
+            (
+                "curr_connections".into(),
+                self.curr_connections.load(Relaxed).to_string(),
+            ),
+            (
+                "total_connections".into(),
+                self.total_connections.load(Relaxed).to_string(),
+            ),
+            (
+                "rejected_connections".into(),
+                self.rejected_connections.load(Relaxed).to_string(),
+            ),
+        ];
+        lines.extend(self.counters.lines());
+        lines.push(("threads".into(), threads.to_string()));
+        lines
+    }
+}
+
+/// CPU time used by the process, formatted as memcached does (`seconds.micros`).
+fn rusage() -> (String, String) {
+    // SAFETY: getrusage only writes into the zeroed struct we pass it.
+    let usage = unsafe {
+        let mut usage: libc::rusage = std::mem::zeroed();
+        if libc::getrusage(libc::RUSAGE_SELF, &mut usage) != 0 {
+            return ("0.000000".into(), "0.000000".into());
+        }
+        usage
+    };
+    let fmt = |tv: libc::timeval| format!("{}.{:06}", tv.tv_sec, tv.tv_usec);
+    (fmt(usage.ru_utime), fmt(usage.ru_stime))
+}

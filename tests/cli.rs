@@ -1,0 +1,137 @@
+//! `memcord peer` from the command line: configuration errors are clear and exit non-zero,
+//! flags and environment variables take effect.
+
+mod common;
+
+use common::peer::{run_to_exit, stat, PeerProcess};
+use std::io::Write;
+
+fn config_file(text: &str) -> tempfile::NamedTempFile {
+    let mut file = tempfile::Builder::new().suffix(".ini").tempfile().unwrap();
+    file.write_all(text.as_bytes()).unwrap();
+    file
+}
+
+fn fails_with(args: &[&str], env: &[(&str, &str)], message: &str) {
+    let (status, stderr) = run_to_exit(args, env);
+    assert!(!status.success(), "memcord {args:?} succeeded");
+    assert!(
+        stderr.contains(message),
+        "memcord {args:?}: expected {message:?} in stderr:\n{stderr}"
+    );
+}
+
+#[test]
+fn missing_config_file() {
+    fails_with(
+        &["peer", "--config", "/nonexistent/memcord.ini"],
+        &[],
+        "config file /nonexistent/memcord.ini not found",
+    );
+}
+
+#[test]
+fn unknown_consistency_mode() {
+    fails_with(
+        &["peer", "--port", "0", "--consistency", "strong"],
+        &[],
+        "unknown consistency mode 'strong'",
+    );
+    let file = config_file("[cluster]\nconsistency = causal\n");
+    fails_with(
+        &[
+            "peer",
+            "--port",
+            "0",
+            "--config",
+            file.path().to_str().unwrap(),
+        ],
+        &[],
+        "unknown consistency mode 'causal'",
+    );
+}
+
+#[test]
+fn unknown_kv_type() {
+    fails_with(
+        &["peer", "--port", "0", "--kv-type", "redis"],
+        &[],
+        "unknown kv type 'redis'",
+    );
+}
+
+#[test]
+fn bad_addresses() {
+    let file = config_file("[peer.0]\nclient_addr = 127.0.0.1:99999\n");
+    fails_with(
+        &["peer", "--config", file.path().to_str().unwrap()],
+        &[],
+        "peer.0.client_addr: invalid address '127.0.0.1:99999'",
+    );
+    fails_with(&["peer", "--port", "99999"], &[], "99999");
+}
+
+#[test]
+fn unknown_peer_id() {
+    fails_with(
+        &["peer", "--config", "config.ini", "--id", "7"],
+        &[],
+        "unknown peer id 7 (the configuration defines peers 0, 1, 2)",
+    );
+}
+
+#[test]
+fn several_peers_are_not_served_yet() {
+    fails_with(
+        &["peer", "--config", "config.ini", "--id", "1", "--port", "0"],
+        &[],
+        "clustering is not built yet",
+    );
+}
+
+#[test]
+fn a_config_with_one_peer_serves_it() {
+    let file = config_file(
+        "[cluster]\nconsistency = eventual\n[server]\nmax_connections = 33\n\
+         [peer.4]\nclient_addr = 127.0.0.1:0\n",
+    );
+    let peer = PeerProcess::start(&["--config", file.path().to_str().unwrap(), "--port", "0"]);
+    assert!(peer
+        .ready_line
+        .starts_with("memcord peer 4 listening on 127.0.0.1:"));
+    let settings = peer.client().stats("settings");
+    assert_eq!(stat(&settings, "maxconns"), 33);
+    assert_eq!(stat(&settings, "memcord_peer_id"), 4);
+    assert!(settings
+        .iter()
+        .any(|(n, v)| n == "memcord_consistency" && v == "eventual"));
+}
+
+#[test]
+fn flags_beat_environment_beats_file() {
+    let file =
+        config_file("[server]\nmax_connections = 10\nmax_item_size = 5000\nidle_timeout = 7\n");
+    let path = file.path().to_str().unwrap();
+    let peer = PeerProcess::start_with_env(
+        &["--config", path, "--max-connections", "30"],
+        &[
+            ("MEMCORD_MAX_CONNECTIONS", "20"),
+            ("MEMCORD_MAX_ITEM_SIZE", "6000"),
+            ("MEMCORD_SERVER__IDLE_TIMEOUT", "9"),
+        ],
+    );
+    let settings = peer.client().stats("settings");
+    assert_eq!(stat(&settings, "maxconns"), 30);
+    assert_eq!(stat(&settings, "item_size_max"), 6000);
+    assert_eq!(stat(&settings, "idle_timeout"), 9);
+}
+
+#[test]
+fn ready_line_names_peer_kv_and_mode() {
+    let peer = PeerProcess::start(&["--kv-type", "memory"]);
+    let expected = format!(
+        "memcord peer 0 listening on {} (kv: memory, mode: standalone)",
+        peer.addr
+    );
+    assert_eq!(peer.ready_line, expected);
+}

@@ -1,0 +1,171 @@
+//! `config::load`: file, structured environment and overrides merged with the right precedence,
+//! and clear errors.
+
+use memcord::config::{load, ConfigError, Consistency, HostPort, KvType, Overrides};
+use std::io::Write;
+use std::path::PathBuf;
+
+fn file(text: &str) -> tempfile::NamedTempFile {
+    let mut f = tempfile::Builder::new().suffix(".ini").tempfile().unwrap();
+    f.write_all(text.as_bytes()).unwrap();
+    f
+}
+
+fn with_file(f: &tempfile::NamedTempFile, id: Option<u16>) -> Overrides {
+    Overrides {
+        config: Some(f.path().to_path_buf()),
+        id,
+        ..Overrides::default()
+    }
+}
+
+fn no_env() -> Vec<(String, String)> {
+    Vec::new()
+}
+
+#[test]
+fn defaults_without_a_file_are_a_lone_memcached_lookalike() {
+    let c = load(&Overrides::default(), no_env()).unwrap();
+    assert_eq!(c.id, 0);
+    assert_eq!(c.peers.len(), 1);
+    assert_eq!(c.me().client_addr, HostPort::new("127.0.0.1", 11211));
+    assert_eq!(c.kv.kv_type, KvType::Memory);
+    assert_eq!(c.cluster.consistency, Consistency::Linearizable);
+    assert_eq!(c.server.max_connections, 1024);
+    assert_eq!(c.server.max_item_size, 1024 * 1024);
+    assert_eq!(c.server.memory_limit_mb, 64);
+    assert_eq!(c.server.idle_timeout_secs, 0);
+}
+
+#[test]
+fn the_repository_config_describes_three_peers() {
+    let overrides = Overrides {
+        config: Some(PathBuf::from("config.ini")),
+        id: Some(2),
+        ..Overrides::default()
+    };
+    let c = load(&overrides, no_env()).unwrap();
+    assert_eq!(c.peers.keys().copied().collect::<Vec<_>>(), vec![0, 1, 2]);
+    assert_eq!(c.me().client_addr, HostPort::new("127.0.0.1", 8002));
+    assert_eq!(c.me().peer_addr, HostPort::new("127.0.0.1", 9002));
+    assert_eq!(c.me().kv_addr, HostPort::new("127.0.0.1", 11203));
+    assert_eq!(c.peers[&0].client_addr.port, 8000);
+}
+
+#[test]
+fn precedence_is_overrides_then_environment_then_file() {
+    let f = file(
+        "[cluster]\nconsistency = sequential\nheartbeat_ms = 50\n\
+         [server]\nmax_connections = 10\nidle_timeout = 3\n[kv]\ntype = memcached\n\
+         [peer.0]\nclient_addr = 10.0.0.1:7000\nkv_addr = db:11211\n",
+    );
+    let env = vec![
+        (
+            "MEMCORD_CLUSTER__HEARTBEAT_MS".to_string(),
+            "75".to_string(),
+        ),
+        (
+            "MEMCORD_SERVER__MAX_CONNECTIONS".to_string(),
+            "20".to_string(),
+        ),
+        ("MEMCORD_PORT".to_string(), "1".to_string()), // a flag's variable: clap's business
+        ("OTHER__THING".to_string(), "x".to_string()),
+    ];
+    let overrides = Overrides {
+        max_connections: Some(30),
+        port: Some(7100),
+        kv_port: Some(11300),
+        consistency: Some("eventual".into()),
+        ..with_file(&f, None)
+    };
+    let c = load(&overrides, env).unwrap();
+    assert_eq!(c.cluster.heartbeat_ms, 75);
+    assert_eq!(c.server.max_connections, 30);
+    assert_eq!(c.server.idle_timeout_secs, 3);
+    assert_eq!(c.cluster.consistency, Consistency::Eventual);
+    assert_eq!(c.kv.kv_type, KvType::Memcached);
+    assert_eq!(c.me().client_addr, HostPort::new("10.0.0.1", 7100));
+    assert_eq!(c.me().kv_addr, HostPort::new("db", 11300));
+}
+
+#[test]
+fn peer_count_fills_in_conventional_addresses() {
+    let f = file("[cluster]\npeers = 3\n[peer.1]\nclient_addr = 127.0.0.1:8501\n");
+    let c = load(&with_file(&f, Some(2)), no_env()).unwrap();
+    assert_eq!(c.peers.len(), 3);
+    assert_eq!(c.peers[&1].client_addr.port, 8501);
+    assert_eq!(c.me().client_addr.port, 8002);
+}
+
+#[test]
+fn errors_say_what_is_wrong() {
+    let missing = Overrides {
+        config: Some(PathBuf::from("/nope/memcord.ini")),
+        ..Overrides::default()
+    };
+    assert!(matches!(
+        load(&missing, no_env()),
+        Err(ConfigError::MissingFile(_))
+    ));
+
+    let f = file("[cluster]\nconsistency = strong\n");
+    let err = load(&with_file(&f, None), no_env()).unwrap_err();
+    assert!(matches!(err, ConfigError::UnknownConsistency(ref s) if s == "strong"));
+
+    let f = file("[peer.0]\npeer_addr = localhost\n");
+    let err = load(&with_file(&f, None), no_env())
+        .unwrap_err()
+        .to_string();
+    assert_eq!(
+        err,
+        "peer.0.peer_addr: invalid address 'localhost' (expected host:port)"
+    );
+
+    let f = file("[peer.0]\n[peer.1]\n");
+    let err = load(&with_file(&f, Some(5)), no_env())
+        .unwrap_err()
+        .to_string();
+    assert_eq!(
+        err,
+        "unknown peer id 5 (the configuration defines peers 0, 1)"
+    );
+    let err = load(&with_file(&f, None), no_env())
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("--id"), "{err}");
+
+    let f = file("[peer.zero]\n");
+    let err = load(&with_file(&f, None), no_env())
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("[peer.zero]"), "{err}");
+
+    let f = file("[server]\nmax_conections = 5\n");
+    let err = load(&with_file(&f, None), no_env())
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("max_conections"), "{err}");
+
+    let f = file("[server]\nmax_connections = lots\n");
+    let err = load(&with_file(&f, None), no_env())
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("max_connections"), "{err}");
+}
+
+#[test]
+fn ipv6_addresses_round_trip() {
+    let hp = HostPort::parse("x", "[::1]:8000").unwrap();
+    assert_eq!(hp, HostPort::new("::1", 8000));
+    assert_eq!(hp.to_string(), "[::1]:8000");
+}
+
+#[test]
+fn peer_ids_fit_the_clock() {
+    let overrides = Overrides {
+        id: Some(256),
+        ..Overrides::default()
+    };
+    let err = load(&overrides, no_env()).unwrap_err().to_string();
+    assert_eq!(err, "peer id 256 is too large (at most 255)");
+}
