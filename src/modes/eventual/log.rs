@@ -176,7 +176,12 @@ impl ReplicationLog {
     /// The newest mark handed out (the log's position).
     pub fn head(&self) -> Timestamp {
         let inner = self.inner.lock();
-        let last = inner.by_mark.keys().next_back().copied().unwrap_or_default();
+        let last = inner
+            .by_mark
+            .keys()
+            .next_back()
+            .copied()
+            .unwrap_or_default();
         last.max(inner.flush.map(|(_, m)| m).unwrap_or_default())
     }
 }

@@ -101,7 +101,6 @@ struct Counters {
     entries_applied: AtomicU64,
     entries_stale: AtomicU64,
     syncs_completed: AtomicU64,
-    items_copied: AtomicU64,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -178,7 +177,9 @@ impl<S: Store> Eventual<S> {
 
 impl<S: Store> Shared<S> {
     fn self_arc(&self) -> Arc<Self> {
-        self.me.upgrade().expect("the coordinator outlives its callbacks")
+        self.me
+            .upgrade()
+            .expect("the coordinator outlives its callbacks")
     }
 
     fn state(&self) -> PeerState {
@@ -296,7 +297,9 @@ impl<S: Store> Shared<S> {
                     }
                 };
                 self.log.record(key, version, tombstone);
-                self.counters.entries_applied.fetch_add(1, Ordering::Relaxed);
+                self.counters
+                    .entries_applied
+                    .fetch_add(1, Ordering::Relaxed);
                 Ok(true)
             }
         }

@@ -104,7 +104,9 @@ pub(super) async fn catch_up<S: Store>(shared: Arc<Shared<S>>, starting: bool) {
         if away >= shared.config.tombstone_ttl {
             // Deletes older than the tombstone horizon may be gone from the others' logs:
             // start over from a full copy rather than keep keys the cluster deleted.
-            tracing::warn!("away longer than the tombstone ttl: dropping local data for a full copy");
+            tracing::warn!(
+                "away longer than the tombstone ttl: dropping local data for a full copy"
+            );
             if let Err(err) = shared.store.flush_all(shared.clock.now()).await {
                 tracing::error!(%err, "could not clear the local store");
             }
@@ -121,15 +123,21 @@ pub(super) async fn catch_up<S: Store>(shared: Arc<Shared<S>>, starting: bool) {
         }
         let statuses = membership.statuses();
         let up: Vec<_> = statuses.iter().filter(|s| s.up).collect();
-        let heard_all = up.len() == total_peers
-            && up.iter().all(|s| s.report.clock != Timestamp::ZERO);
+        let heard_all =
+            up.len() == total_peers && up.iter().all(|s| s.report.clock != Timestamp::ZERO);
         if let Some(source) = up.iter().find(|s| s.report.serving) {
             if starting && source.report.items > 0 {
-                tracing::info!(peer = source.id, items = source.report.items, "copying state from a live peer before serving");
+                tracing::info!(
+                    peer = source.id,
+                    items = source.report.items,
+                    "copying state from a live peer before serving"
+                );
             }
             match sync_with(&shared, source.id, true).await {
                 Ok(_) => break,
-                Err(err) => tracing::warn!(peer = source.id, %err, "catch-up sync failed; retrying"),
+                Err(err) => {
+                    tracing::warn!(peer = source.id, %err, "catch-up sync failed; retrying")
+                }
             }
         } else if heard_all || total_peers == 0 {
             tracing::info!("every peer is reachable and none serves yet: the cluster starts fresh");
@@ -193,21 +201,45 @@ pub(super) fn cluster_stats<S: Store>(shared: &Shared<S>) -> Vec<(String, String
         ("cluster_state".into(), shared.state().name().into()),
         ("cluster_clock".into(), shared.clock.peek().to_string()),
         ("cluster_log_keys".into(), shared.log.len().to_string()),
-        ("cluster_pushes_sent".into(), c.pushes_sent.load(Ordering::Relaxed).to_string()),
-        ("cluster_pushes_dropped".into(), c.pushes_dropped.load(Ordering::Relaxed).to_string()),
-        ("cluster_entries_applied".into(), c.entries_applied.load(Ordering::Relaxed).to_string()),
-        ("cluster_entries_stale".into(), c.entries_stale.load(Ordering::Relaxed).to_string()),
-        ("cluster_syncs_completed".into(), c.syncs_completed.load(Ordering::Relaxed).to_string()),
+        (
+            "cluster_pushes_sent".into(),
+            c.pushes_sent.load(Ordering::Relaxed).to_string(),
+        ),
+        (
+            "cluster_pushes_dropped".into(),
+            c.pushes_dropped.load(Ordering::Relaxed).to_string(),
+        ),
+        (
+            "cluster_entries_applied".into(),
+            c.entries_applied.load(Ordering::Relaxed).to_string(),
+        ),
+        (
+            "cluster_entries_stale".into(),
+            c.entries_stale.load(Ordering::Relaxed).to_string(),
+        ),
+        (
+            "cluster_syncs_completed".into(),
+            c.syncs_completed.load(Ordering::Relaxed).to_string(),
+        ),
     ];
     let prefix = format!("peer.{me}");
     lines.push((format!("{prefix}.status"), "self".into()));
-    lines.push((format!("{prefix}.serving"), (shared.state() == PeerState::Serving).to_string()));
-    lines.push((format!("{prefix}.items"), shared.items.load(Ordering::Relaxed).to_string()));
+    lines.push((
+        format!("{prefix}.serving"),
+        (shared.state() == PeerState::Serving).to_string(),
+    ));
+    lines.push((
+        format!("{prefix}.items"),
+        shared.items.load(Ordering::Relaxed).to_string(),
+    ));
     let watermarks = shared.watermarks.lock().clone();
     for status in shared.transport.membership().statuses() {
         let p = format!("peer.{}", status.id);
         lines.push((format!("{p}.addr"), status.addr.clone()));
-        lines.push((format!("{p}.status"), if status.up { "up" } else { "down" }.into()));
+        lines.push((
+            format!("{p}.status"),
+            if status.up { "up" } else { "down" }.into(),
+        ));
         lines.push((
             format!("{p}.last_heartbeat_ms"),
             status
