@@ -48,6 +48,8 @@ pub struct EventualConfig {
     pub join_window: Duration,
     /// Whether each mutation is pushed to live peers right away.
     pub push: bool,
+    /// Whether clients may send `fail` / `recover`.
+    pub admin_commands: bool,
 }
 
 impl Default for EventualConfig {
@@ -59,6 +61,7 @@ impl Default for EventualConfig {
             call_timeout: Duration::from_secs(5),
             join_window: Duration::from_secs(3),
             push: true,
+            admin_commands: true,
         }
     }
 }
@@ -348,6 +351,9 @@ impl<S: Store> Shared<S> {
 
     async fn handle(&self, request: Request) -> Response {
         match request {
+            Request::Fail | Request::Recover if !self.config.admin_commands => {
+                return Response::Error
+            }
             Request::Fail => return self.fail(),
             Request::Recover => return self.recover(),
             _ => {}
@@ -431,7 +437,9 @@ impl<S: Store> Shared<S> {
 
 impl<S: Store> Coordinator for Eventual<S> {
     async fn handle(&self, _session: &mut Session, request: Request) -> Response {
-        let recovering = matches!(request, Request::Recover) && self.state() == PeerState::Failed;
+        let recovering = matches!(request, Request::Recover)
+            && self.shared.config.admin_commands
+            && self.state() == PeerState::Failed;
         let response = self.shared.handle(request).await;
         if recovering {
             tokio::spawn(sync::catch_up(self.shared.clone(), false));
