@@ -206,6 +206,9 @@ pub struct ClusterSettings {
     pub tombstone_ttl_secs: u64,
     /// Whether the fault-simulation words `fail` / `recover` are accepted from clients.
     pub admin_commands: bool,
+    /// Whether the eventual mode pushes each write to live peers at once (the periodic sync
+    /// alone also converges, within two sync intervals).
+    pub push: bool,
     /// Where a peer keeps durable state (the ordered queue's log); relative to the
     /// working directory.
     pub data_dir: PathBuf,
@@ -316,6 +319,7 @@ impl PeerConfig {
                 "memcord_tombstone_ttl_secs".into(),
                 self.cluster.tombstone_ttl_secs.to_string(),
             ),
+            ("memcord_push".into(), self.cluster.push.to_string()),
             (
                 "memcord_admin_commands".into(),
                 self.cluster.admin_commands.to_string(),
@@ -392,6 +396,7 @@ struct RawCluster {
     secret: Option<String>,
     tombstone_ttl_secs: Option<u64>,
     admin_commands: Option<bool>,
+    push: Option<bool>,
     data_dir: Option<String>,
 }
 
@@ -478,6 +483,7 @@ fn resolve(raw: RawConfig, o: &Overrides) -> Result<PeerConfig, ConfigError> {
         secret: raw.cluster.secret.unwrap_or_default(),
         tombstone_ttl_secs: raw.cluster.tombstone_ttl_secs.unwrap_or(3600),
         admin_commands: raw.cluster.admin_commands.unwrap_or(true),
+        push: raw.cluster.push.unwrap_or(true),
         data_dir: PathBuf::from(
             raw.cluster
                 .data_dir

@@ -171,6 +171,7 @@ fn eventual_config(config: &PeerConfig) -> EventualConfig {
         tombstone_ttl: Duration::from_secs(cluster.tombstone_ttl_secs),
         join_window: Duration::from_millis(cluster.failure_timeout_ms.max(1) * 2),
         admin_commands: cluster.admin_commands,
+        push: cluster.push,
         ..EventualConfig::default()
     }
 }
