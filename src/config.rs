@@ -202,6 +202,16 @@ pub struct ClusterSettings {
     pub sync_interval_ms: u64,
     /// Shared secret authenticating peer connections.
     pub secret: String,
+    /// How long the eventual mode keeps a delete's tombstone, in seconds.
+    pub tombstone_ttl_secs: u64,
+    /// Whether the fault-simulation words `fail` / `recover` are accepted from clients.
+    pub admin_commands: bool,
+    /// Whether the eventual mode pushes each write to live peers at once (the periodic sync
+    /// alone also converges, within two sync intervals).
+    pub push: bool,
+    /// Where a peer keeps durable state (the ordered queue's log); relative to the
+    /// working directory.
+    pub data_dir: PathBuf,
 }
 
 /// `[server]`: the client-facing listener and process settings.
@@ -305,6 +315,15 @@ impl PeerConfig {
                 "memcord_sync_interval_ms".into(),
                 self.cluster.sync_interval_ms.to_string(),
             ),
+            (
+                "memcord_tombstone_ttl_secs".into(),
+                self.cluster.tombstone_ttl_secs.to_string(),
+            ),
+            ("memcord_push".into(), self.cluster.push.to_string()),
+            (
+                "memcord_admin_commands".into(),
+                self.cluster.admin_commands.to_string(),
+            ),
             ("memcord_log_level".into(), self.server.log_level.clone()),
         ];
         if self.kv.kv_type == KvType::Memcached {
@@ -375,6 +394,10 @@ struct RawCluster {
     failure_timeout_ms: Option<u64>,
     sync_interval_ms: Option<u64>,
     secret: Option<String>,
+    tombstone_ttl_secs: Option<u64>,
+    admin_commands: Option<bool>,
+    push: Option<bool>,
+    data_dir: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -458,6 +481,15 @@ fn resolve(raw: RawConfig, o: &Overrides) -> Result<PeerConfig, ConfigError> {
         failure_timeout_ms: raw.cluster.failure_timeout_ms.unwrap_or(1000),
         sync_interval_ms: raw.cluster.sync_interval_ms.unwrap_or(500),
         secret: raw.cluster.secret.unwrap_or_default(),
+        tombstone_ttl_secs: raw.cluster.tombstone_ttl_secs.unwrap_or(3600),
+        admin_commands: raw.cluster.admin_commands.unwrap_or(true),
+        push: raw.cluster.push.unwrap_or(true),
+        data_dir: PathBuf::from(
+            raw.cluster
+                .data_dir
+                .filter(|d| !d.is_empty())
+                .unwrap_or_else(|| "data".to_string()),
+        ),
     };
     let server = ServerSettings {
         max_connections: o

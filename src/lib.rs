@@ -5,6 +5,7 @@
 //! consistency mode) → `replicated` (the command every replica applies) → `store`.
 
 pub mod clock;
+pub mod cluster;
 pub mod config;
 pub mod modes;
 pub mod protocol;

@@ -2,9 +2,11 @@
 //! [`Response`]; it decides where the request goes and when it is answered. It knows nothing of
 //! sockets or bytes.
 
+pub mod eventual;
 mod standalone;
 mod translate;
 
+pub use eventual::{Eventual, EventualConfig};
 pub use standalone::Standalone;
 pub use translate::{command_for, response_for, ReadOrWrite};
 

@@ -83,9 +83,12 @@ pub fn command_for(request: &Request, clock: &HybridClock) -> ReadOrWrite {
             };
             ReadOrWrite::Write(Command::FlushAll { cutoff, version })
         }
-        Request::Version | Request::Verbosity { .. } | Request::Stats { .. } | Request::Quit => {
-            ReadOrWrite::NotData
-        }
+        Request::Version
+        | Request::Verbosity { .. }
+        | Request::Stats { .. }
+        | Request::Quit
+        | Request::Fail
+        | Request::Recover => ReadOrWrite::NotData,
     }
 }
 

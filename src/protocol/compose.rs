@@ -182,6 +182,8 @@ impl Request {
                 }
             }
             Request::Quit => out.extend_from_slice(b"quit"),
+            Request::Fail => out.extend_from_slice(b"fail"),
+            Request::Recover => out.extend_from_slice(b"recover"),
         }
         out.extend_from_slice(b"\r\n");
     }

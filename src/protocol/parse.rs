@@ -151,6 +151,9 @@ pub fn parse_request(buf: &[u8], limits: &Limits) -> ParseOutcome {
         // memcached ignores anything after these two words.
         b"version" => request(Request::Version, line.consumed),
         b"quit" => request(Request::Quit, line.consumed),
+        // memcord's own fault-simulation words (no arguments).
+        b"fail" if words.as_slice().len() == 1 => request(Request::Fail, line.consumed),
+        b"recover" if words.as_slice().len() == 1 => request(Request::Recover, line.consumed),
         b"stats" => request(
             Request::Stats {
                 group: words

@@ -164,6 +164,16 @@ pub enum Request {
     /// quit\r\n
     /// ```
     Quit,
+    /// ```text
+    /// fail\r\n
+    /// ```
+    /// memcord's fault simulation: the peer acts as if crashed or cut off until `recover`.
+    Fail,
+    /// ```text
+    /// recover\r\n
+    /// ```
+    /// memcord's fault simulation: end `fail`, catch up, serve again.
+    Recover,
 }
 
 impl Request {

@@ -313,6 +313,9 @@ fn table() -> Vec<(Vec<u8>, ParseOutcome)> {
     add("version foo\n", ok(Request::Version, 12));
     add("quit\r\n", ok(Request::Quit, 6));
     add("quit now\r\n", ok(Request::Quit, 10));
+    add("fail\r\n", ok(Request::Fail, 6));
+    add("recover\r\n", ok(Request::Recover, 9));
+    add("fail now\r\n", error(10));
     add("stats\r\n", ok(Request::Stats { group: None }, 7));
     add(
         "stats settings x\r\n",
@@ -679,6 +682,8 @@ fn requests_compose_to_memcached_wire_form() {
         ),
         (Request::Stats { group: None }, b"stats\r\n"),
         (Request::Quit, b"quit\r\n"),
+        (Request::Fail, b"fail\r\n"),
+        (Request::Recover, b"recover\r\n"),
     ];
     for (request, wire) in cases {
         let mut out = BytesMut::new();
@@ -773,6 +778,8 @@ fn request_strategy() -> impl Strategy<Value = Request> {
             .prop_map(|(level, noreply)| Request::Verbosity { level, noreply }),
         proptest::option::of(word_strategy()).prop_map(|group| Request::Stats { group }),
         Just(Request::Quit),
+        Just(Request::Fail),
+        Just(Request::Recover),
     ]
 }
 

@@ -3,8 +3,10 @@
 
 use super::Settings;
 use crate::clock::HybridClock;
+use crate::cluster::{Membership, Transport, TransportConfig};
+use crate::config::Consistency;
 use crate::config::{KvType, PeerConfig};
-use crate::modes::Standalone;
+use crate::modes::{Eventual, EventualConfig, Standalone};
 use crate::protocol::Limits;
 use crate::store::{AnyStore, MemcachedConfig, MemcachedStore, MemoryConfig, MemoryStore};
 use std::future::Future;
@@ -24,17 +26,22 @@ pub enum PeerError {
         /// Why.
         source: std::io::Error,
     },
-    /// The configuration names several peers, which this build cannot serve yet.
+    /// The configuration asks for a replicated mode this build cannot serve yet.
     #[error(
-        "the configuration defines {0} peers, but clustering is not built yet: \
-         run a single peer (omit --config, or give a config with one [peer.N])"
+        "consistency '{0}' with several peers needs the ordered request queue, which this \
+         build does not have yet: use --consistency eventual, or run a single peer"
     )]
-    ClusteringNotBuilt(usize),
+    ModeNotBuilt(Consistency),
+    /// The configuration names several peers but no cluster secret.
+    #[error("[cluster] secret is empty: peers authenticate each other with it, set one")]
+    NoSecret,
 }
 
 /// A peer bound to its client address, ready to serve.
 pub struct BoundPeer {
     listener: TcpListener,
+    /// The peer-port listener, when the configuration names other peers.
+    peer_listener: Option<TcpListener>,
     config: PeerConfig,
     store: Arc<AnyStore>,
     /// The largest value the store takes, enforced by the parser so that a refused value is
@@ -45,8 +52,12 @@ pub struct BoundPeer {
 impl BoundPeer {
     /// Checks that this build can serve `config`, connects the store and binds the listener.
     pub async fn bind(config: PeerConfig) -> Result<BoundPeer, PeerError> {
-        if config.peers.len() > 1 {
-            return Err(PeerError::ClusteringNotBuilt(config.peers.len()));
+        let clustered = config.peers.len() > 1;
+        if clustered && config.cluster.consistency != Consistency::Eventual {
+            return Err(PeerError::ModeNotBuilt(config.cluster.consistency));
+        }
+        if clustered && config.cluster.secret.is_empty() {
+            return Err(PeerError::NoSecret);
         }
         let (store, max_value_len) = build_store(&config).await?;
         let store = Arc::new(store);
@@ -54,8 +65,19 @@ impl BoundPeer {
         let listener = TcpListener::bind(&addr)
             .await
             .map_err(|source| PeerError::Bind { addr, source })?;
+        let peer_listener = if clustered {
+            let addr = config.me().peer_addr.to_string();
+            Some(
+                TcpListener::bind(&addr)
+                    .await
+                    .map_err(|source| PeerError::Bind { addr, source })?,
+            )
+        } else {
+            None
+        };
         Ok(BoundPeer {
             listener,
+            peer_listener,
             config,
             store,
             max_value_len,
@@ -71,7 +93,11 @@ impl BoundPeer {
 
     /// The mode name the peer will report.
     pub fn mode(&self) -> &'static str {
-        "standalone"
+        if self.peer_listener.is_some() {
+            self.config.cluster.consistency.name()
+        } else {
+            "standalone"
+        }
     }
 
     /// The line printed on stdout once the peer accepts clients. Tests and scripts read the
@@ -89,11 +115,64 @@ impl BoundPeer {
     /// Serves until `shutdown` completes and every connection has finished.
     pub async fn serve(self, shutdown: impl Future) {
         let clock = Arc::new(HybridClock::new(self.config.id));
-        // Every mode is a cluster of one until clustering lands: standalone serves them all.
-        let coordinator = Arc::new(Standalone::new(self.store.clone(), clock));
         let mut settings = server_settings(&self.config);
         settings.limits.max_value_len = self.max_value_len;
+        let Some(peer_listener) = self.peer_listener else {
+            // A cluster of one: every mode is the same thing, a drop-in memcached.
+            let coordinator = Arc::new(Standalone::new(self.store.clone(), clock));
+            super::run(self.listener, coordinator, settings, shutdown).await;
+            return;
+        };
+        let transport = cluster_transport(&self.config, clock.clone());
+        let coordinator = Arc::new(Eventual::start(
+            self.store.clone(),
+            clock,
+            transport.clone(),
+            peer_listener,
+            eventual_config(&self.config),
+        ));
         super::run(self.listener, coordinator, settings, shutdown).await;
+        transport.shutdown();
+    }
+}
+
+/// The peer transport (with its membership table) for a clustered peer.
+fn cluster_transport(config: &PeerConfig, clock: Arc<HybridClock>) -> Arc<Transport> {
+    let cluster = &config.cluster;
+    let others: Vec<(u16, String)> = config
+        .peers
+        .iter()
+        .filter(|(id, _)| **id != config.id)
+        .map(|(id, addrs)| (*id, addrs.peer_addr.to_string()))
+        .collect();
+    let failure_timeout = Duration::from_millis(cluster.failure_timeout_ms.max(1));
+    let membership = Arc::new(Membership::new(others.clone(), failure_timeout));
+    Transport::new(
+        TransportConfig {
+            me: config.id,
+            peers: others,
+            secret: cluster.secret.clone().into_bytes(),
+            mode: cluster.consistency.name().to_string(),
+            max_frame: 64 * 1024 * 1024,
+            queue_depth: 4096,
+            heartbeat: Duration::from_millis(cluster.heartbeat_ms.max(1)),
+            connect_timeout: failure_timeout.max(Duration::from_millis(500)),
+        },
+        clock,
+        membership,
+    )
+}
+
+/// The eventual mode's settings from a peer's configuration.
+fn eventual_config(config: &PeerConfig) -> EventualConfig {
+    let cluster = &config.cluster;
+    EventualConfig {
+        sync_interval: Duration::from_millis(cluster.sync_interval_ms.max(1)),
+        tombstone_ttl: Duration::from_secs(cluster.tombstone_ttl_secs),
+        join_window: Duration::from_millis(cluster.failure_timeout_ms.max(1) * 2),
+        admin_commands: cluster.admin_commands,
+        push: cluster.push,
+        ..EventualConfig::default()
     }
 }
 

@@ -101,7 +101,9 @@ impl Tally {
             Request::Version
             | Request::Verbosity { .. }
             | Request::Stats { .. }
-            | Request::Quit => Tally::None,
+            | Request::Quit
+            | Request::Fail
+            | Request::Recover => Tally::None,
         }
     }
 }

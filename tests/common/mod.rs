@@ -3,5 +3,6 @@
 #![allow(dead_code)]
 
 pub mod cases;
+pub mod cluster;
 pub mod memcached;
 pub mod peer;

@@ -1,0 +1,505 @@
+//! The eventual mode: the coordinator applies locally and answers at once; replicas converge
+//! by last-writer-wins on hybrid-clock versions.
+//!
+//! ```text
+//! client ─▶ Eventual::handle ─▶ stripe lock(key) ─▶ apply(store) ─▶ log.record(key, version)
+//!                                                                 └▶ push to live peers (best effort)
+//! every sync_interval: for each live peer: SyncSince(my mark for it) ─▶ pages ─▶ merge (LWW)
+//! ```
+//! Per-key stripe locks make "compare the held version, then write" atomic against local
+//! writes, so a late remote entry can never overwrite a newer local one (or resurrect a key
+//! deleted in between).
+
+mod log;
+mod sync;
+
+pub use log::{KeyVersion, LogPage, ReplicationLog};
+
+use super::translate::{command_for, response_for, values_reply, ReadOrWrite};
+use super::{Coordinator, Session};
+use crate::clock::{unix_ms, HybridClock, Timestamp};
+use crate::cluster::{
+    EntryState, LogEntry, PeerId, PeerMessage, PeerReport, PeerRequest, PeerResponse, PeerService,
+    ResponseFuture, Transport,
+};
+use crate::protocol::{Request, Response};
+use crate::replicated::{apply, Command, Outcome, WriteRule};
+use crate::store::{Item, Store, StoreOutcome, StoreResult};
+use bytes::Bytes;
+use parking_lot::Mutex;
+use std::collections::HashMap;
+use std::hash::{BuildHasher, Hash, Hasher};
+use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Settings of the eventual mode.
+#[derive(Debug, Clone)]
+pub struct EventualConfig {
+    /// Period of the anti-entropy sync with every live peer.
+    pub sync_interval: Duration,
+    /// How long a delete's tombstone is kept (a peer away longer resynchronises from scratch).
+    pub tombstone_ttl: Duration,
+    /// Entries per sync page.
+    pub page_size: usize,
+    /// Bound on one sync request.
+    pub call_timeout: Duration,
+    /// How long a starting peer looks for a serving peer to copy from before serving alone.
+    pub join_window: Duration,
+    /// Whether each mutation is pushed to live peers right away.
+    pub push: bool,
+    /// Whether clients may send `fail` / `recover`.
+    pub admin_commands: bool,
+}
+
+impl Default for EventualConfig {
+    fn default() -> Self {
+        EventualConfig {
+            sync_interval: Duration::from_millis(1000),
+            tombstone_ttl: Duration::from_secs(3600),
+            page_size: 1000,
+            call_timeout: Duration::from_secs(5),
+            join_window: Duration::from_secs(3),
+            push: true,
+            admin_commands: true,
+        }
+    }
+}
+
+/// Whether a peer serves clients.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum PeerState {
+    /// Copying state from a live peer; clients get `SERVER_ERROR catching up`.
+    CatchingUp = 0,
+    /// Serving.
+    Serving = 1,
+    /// Fault simulation on; clients get `SERVER_ERROR peer failed`.
+    Failed = 2,
+}
+
+impl PeerState {
+    fn from_u8(v: u8) -> PeerState {
+        match v {
+            1 => PeerState::Serving,
+            2 => PeerState::Failed,
+            _ => PeerState::CatchingUp,
+        }
+    }
+
+    /// The state's name in `stats cluster`.
+    pub fn name(self) -> &'static str {
+        match self {
+            PeerState::CatchingUp => "catching_up",
+            PeerState::Serving => "serving",
+            PeerState::Failed => "failed",
+        }
+    }
+}
+
+#[derive(Debug, Default)]
+struct Counters {
+    pushes_sent: AtomicU64,
+    pushes_dropped: AtomicU64,
+    entries_applied: AtomicU64,
+    entries_stale: AtomicU64,
+    syncs_completed: AtomicU64,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Watermark {
+    mark: Timestamp,
+    synced_at: Instant,
+}
+
+const STRIPES: usize = 256;
+
+/// The state shared by the coordinator, the transport callbacks and the background tasks.
+pub(crate) struct Shared<S: Store> {
+    me: std::sync::Weak<Shared<S>>,
+    store: Arc<S>,
+    clock: Arc<HybridClock>,
+    log: ReplicationLog,
+    transport: Arc<Transport>,
+    config: EventualConfig,
+    state: AtomicU8,
+    stripes: Vec<tokio::sync::Mutex<()>>,
+    hasher: std::collections::hash_map::RandomState,
+    watermarks: Mutex<HashMap<PeerId, Watermark>>,
+    failed_at: Mutex<Option<Instant>>,
+    items: AtomicU64,
+    counters: Counters,
+}
+
+/// The eventual-mode coordinator of one peer.
+pub struct Eventual<S: Store> {
+    shared: Arc<Shared<S>>,
+}
+
+impl<S: Store> Eventual<S> {
+    /// Builds the coordinator, registers it with the transport (started on `listener`) and
+    /// starts catching up and the periodic sync.
+    pub fn start(
+        store: Arc<S>,
+        clock: Arc<HybridClock>,
+        transport: Arc<Transport>,
+        listener: tokio::net::TcpListener,
+        config: EventualConfig,
+    ) -> Self {
+        let shared = Arc::new_cyclic(|me| Shared {
+            me: me.clone(),
+            store,
+            clock: clock.clone(),
+            log: ReplicationLog::new(clock),
+            transport: transport.clone(),
+            config,
+            state: AtomicU8::new(PeerState::CatchingUp as u8),
+            stripes: (0..STRIPES).map(|_| tokio::sync::Mutex::new(())).collect(),
+            hasher: Default::default(),
+            watermarks: Mutex::new(HashMap::new()),
+            failed_at: Mutex::new(None),
+            items: AtomicU64::new(0),
+            counters: Counters::default(),
+        });
+        transport.start(listener, shared.clone());
+        tokio::spawn(sync::catch_up(shared.clone(), true));
+        tokio::spawn(sync::periodic(shared.clone()));
+        Eventual { shared }
+    }
+
+    /// The peer's current state.
+    pub fn state(&self) -> PeerState {
+        self.shared.state()
+    }
+
+    /// The replication log (for tests and status).
+    pub fn log(&self) -> &ReplicationLog {
+        &self.shared.log
+    }
+}
+
+impl<S: Store> Shared<S> {
+    fn self_arc(&self) -> Arc<Self> {
+        self.me
+            .upgrade()
+            .expect("the coordinator outlives its callbacks")
+    }
+
+    fn state(&self) -> PeerState {
+        PeerState::from_u8(self.state.load(Ordering::SeqCst))
+    }
+
+    fn set_state(&self, state: PeerState) {
+        self.state.store(state as u8, Ordering::SeqCst);
+    }
+
+    fn stripe(&self, key: &[u8]) -> &tokio::sync::Mutex<()> {
+        let mut h = self.hasher.build_hasher();
+        key.hash(&mut h);
+        &self.stripes[h.finish() as usize % STRIPES]
+    }
+
+    /// Applies one local write under its key's stripe, logs the resulting state and pushes it.
+    async fn write_one(&self, key: Bytes, command: Command) -> StoreResult<Outcome> {
+        let _guard = self.stripe(&key).lock().await;
+        let version = command.version().unwrap_or_else(|| self.clock.now());
+        let known = match &command {
+            Command::Write {
+                rule: WriteRule::Set,
+                value,
+                flags,
+                expires_at,
+                ..
+            } => Some(Item::new(value.clone(), *flags, *expires_at, version)),
+            _ => None,
+        };
+        let outcome = apply(self.store.as_ref(), command).await?;
+        let state = match &outcome {
+            Outcome::Write(StoreOutcome::Stored) => match known {
+                Some(item) if !item.expires_at.is_expired(crate::clock::unix_secs()) => {
+                    Some(EntryState::Item(item))
+                }
+                _ => Some(self.current_state(&key, version).await?),
+            },
+            Outcome::Delete(_) => Some(EntryState::Tombstone(version)),
+            Outcome::Arith(crate::store::ArithOutcome::Value(_)) | Outcome::Touch(true) => {
+                Some(self.current_state(&key, version).await?)
+            }
+            Outcome::Items(items) if items.iter().any(Option::is_some) => {
+                Some(self.current_state(&key, version).await?)
+            }
+            _ => None,
+        };
+        if let Some(state) = state {
+            let tombstone = matches!(state, EntryState::Tombstone(_));
+            self.log.record(key.clone(), state.version(), tombstone);
+            self.push(LogEntry::Key { key, state });
+        }
+        Ok(outcome)
+    }
+
+    /// The key's state in the store right after a local write at `version`.
+    async fn current_state(&self, key: &Bytes, version: Timestamp) -> StoreResult<EntryState> {
+        let mut items = self.store.get(std::slice::from_ref(key)).await?;
+        Ok(match items.pop().flatten() {
+            Some(item) => EntryState::Item(item),
+            None => EntryState::Tombstone(version),
+        })
+    }
+
+    fn push(&self, entry: LogEntry) {
+        if !self.config.push {
+            return;
+        }
+        let membership = self.transport.membership();
+        for peer in membership.up_peers() {
+            let sent = self
+                .transport
+                .try_send(peer, PeerMessage::Push(vec![entry.clone()]));
+            let counter = if sent {
+                &self.counters.pushes_sent
+            } else {
+                &self.counters.pushes_dropped
+            };
+            counter.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Applies a replicated entry if it is newer than what this peer holds (last writer wins).
+    pub(crate) async fn merge(&self, entry: LogEntry) -> StoreResult<bool> {
+        match entry {
+            LogEntry::Flush { cutoff } => {
+                self.clock.observe(cutoff);
+                if self.log.record_flush(cutoff) {
+                    self.store.flush_all(cutoff).await?;
+                    return Ok(true);
+                }
+                Ok(false)
+            }
+            LogEntry::Key { key, state } => {
+                let version = state.version();
+                self.clock.observe(version);
+                let _guard = self.stripe(&key).lock().await;
+                let held = self.log.get(&key).map(|e| e.version);
+                let flushed = self
+                    .log
+                    .flush_cutoff()
+                    .is_some_and(|c| version <= c && unix_ms() >= c.physical_ms());
+                if held.is_some_and(|h| h >= version) || flushed {
+                    self.counters.entries_stale.fetch_add(1, Ordering::Relaxed);
+                    return Ok(false);
+                }
+                let tombstone = match state {
+                    EntryState::Item(item) => {
+                        self.store.set(key.clone(), item).await?;
+                        false
+                    }
+                    EntryState::Tombstone(version) => {
+                        self.store.delete(key.clone(), version).await?;
+                        true
+                    }
+                };
+                self.log.record(key, version, tombstone);
+                self.counters
+                    .entries_applied
+                    .fetch_add(1, Ordering::Relaxed);
+                Ok(true)
+            }
+        }
+    }
+
+    /// Builds one sync page for a peer that asks for what was logged after `since`.
+    async fn sync_page(&self, since: Timestamp, max_entries: usize) -> PeerResponse {
+        let page = self.log.page(since, max_entries.clamp(1, 10_000));
+        let mut entries = Vec::with_capacity(page.keys.len() + 1);
+        if let Some(cutoff) = page.flush {
+            entries.push(LogEntry::Flush { cutoff });
+        }
+        let live: Vec<Bytes> = page
+            .keys
+            .iter()
+            .filter(|(_, e)| !e.tombstone)
+            .map(|(k, _)| k.clone())
+            .collect();
+        let mut items = match self.store.get(&live).await {
+            Ok(items) => items.into_iter(),
+            Err(err) => return PeerResponse::Error(err.to_string()),
+        };
+        for (key, entry) in page.keys {
+            if entry.tombstone {
+                entries.push(LogEntry::Key {
+                    key,
+                    state: EntryState::Tombstone(entry.version),
+                });
+                continue;
+            }
+            match items.next().flatten() {
+                Some(item) => entries.push(LogEntry::Key {
+                    key,
+                    state: EntryState::Item(item),
+                }),
+                // Evicted or expired here: nothing to hand on, and nothing to remember.
+                None => self.log.forget(&key, entry.mark),
+            }
+        }
+        PeerResponse::SyncPage {
+            entries,
+            next: page.next,
+            complete: page.complete,
+        }
+    }
+
+    async fn handle(&self, request: Request) -> Response {
+        match request {
+            Request::Fail | Request::Recover if !self.config.admin_commands => {
+                return Response::Error
+            }
+            Request::Fail => return self.fail(),
+            Request::Recover => return self.recover(),
+            _ => {}
+        }
+        match self.state() {
+            PeerState::Serving => {}
+            PeerState::CatchingUp => return Response::ServerError("catching up".into()),
+            PeerState::Failed => return Response::ServerError("peer failed".into()),
+        }
+        match command_for(&request, &self.clock) {
+            ReadOrWrite::Read { keys, with_cas } => match self.store.get(&keys).await {
+                Ok(items) => values_reply(&keys, items, with_cas),
+                Err(err) => Response::ServerError(err.to_string()),
+            },
+            ReadOrWrite::Write(command) => {
+                let outcome = self.write(command).await;
+                response_for(&request, outcome)
+            }
+            ReadOrWrite::NotData => Response::Error,
+        }
+    }
+
+    async fn write(&self, command: Command) -> StoreResult<Outcome> {
+        match command {
+            Command::FlushAll { cutoff, .. } => {
+                self.log.record_flush(cutoff);
+                self.store.flush_all(cutoff).await?;
+                self.push(LogEntry::Flush { cutoff });
+                Ok(Outcome::Flushed)
+            }
+            Command::Gat {
+                keys,
+                expires_at,
+                version,
+            } => {
+                let mut items = Vec::with_capacity(keys.len());
+                for key in keys {
+                    let one = Command::Gat {
+                        keys: vec![key.clone()],
+                        expires_at,
+                        version,
+                    };
+                    match self.write_one(key, one).await? {
+                        Outcome::Items(mut got) => items.push(got.pop().flatten()),
+                        _ => items.push(None),
+                    }
+                }
+                Ok(Outcome::Items(items))
+            }
+            Command::Get { keys } => Ok(Outcome::Items(self.store.get(&keys).await?)),
+            Command::Write { ref key, .. }
+            | Command::Delete { ref key, .. }
+            | Command::Arith { ref key, .. }
+            | Command::Touch { ref key, .. } => {
+                let key = key.clone();
+                self.write_one(key, command).await
+            }
+        }
+    }
+
+    fn fail(&self) -> Response {
+        if self.state() != PeerState::Failed {
+            tracing::warn!("fault simulation: this peer is now failed (cut off from its peers)");
+            *self.failed_at.lock() = Some(Instant::now());
+            self.set_state(PeerState::Failed);
+            self.transport.fail();
+        }
+        Response::Ok
+    }
+
+    fn recover(&self) -> Response {
+        if self.state() == PeerState::Failed {
+            tracing::info!("fault simulation: recovering, catching up before serving");
+            self.set_state(PeerState::CatchingUp);
+            self.transport.recover();
+            // The catch-up task is started by the coordinator, which holds the Arc.
+        }
+        Response::Ok
+    }
+}
+
+impl<S: Store> Coordinator for Eventual<S> {
+    async fn handle(&self, _session: &mut Session, request: Request) -> Response {
+        let recovering = matches!(request, Request::Recover)
+            && self.shared.config.admin_commands
+            && self.state() == PeerState::Failed;
+        let response = self.shared.handle(request).await;
+        if recovering {
+            tokio::spawn(sync::catch_up(self.shared.clone(), false));
+        }
+        response
+    }
+
+    fn mode(&self) -> &'static str {
+        "eventual"
+    }
+
+    async fn stats(&self) -> Vec<(String, String)> {
+        let mut lines = super::standalone::store_stat_lines(self.shared.store.stats().await);
+        lines.push(("memcord_peer_state".into(), self.state().name().into()));
+        lines
+    }
+
+    async fn stats_group(&self, group: &str) -> Option<Vec<(String, String)>> {
+        (group == "cluster").then(|| sync::cluster_stats(&self.shared))
+    }
+}
+
+impl<S: Store> PeerService for Shared<S> {
+    fn report(&self) -> PeerReport {
+        PeerReport {
+            clock: self.clock.peek(),
+            serving: self.state() == PeerState::Serving,
+            role: "-".into(),
+            items: self.items.load(Ordering::Relaxed),
+            log_position: self.log.head().as_u64(),
+        }
+    }
+
+    fn on_push(&self, _from: PeerId, entries: Vec<LogEntry>) {
+        // Pushes are merged in the reader's order on a task of their own, so a slow store
+        // never stalls the link (heartbeats and sync answers share it).
+        let this = self.self_arc();
+        tokio::spawn(async move {
+            for entry in entries {
+                if let Err(err) = this.merge(entry).await {
+                    tracing::warn!(%err, "could not apply a pushed entry (the next sync retries)");
+                }
+            }
+        });
+    }
+
+    fn on_request(&self, _from: PeerId, request: PeerRequest) -> ResponseFuture {
+        let this = self.self_arc();
+        Box::pin(async move {
+            match request {
+                PeerRequest::SyncSince { since, max_entries } => {
+                    if this.state() == PeerState::Failed {
+                        return PeerResponse::Error("peer failed".into());
+                    }
+                    this.sync_page(since, max_entries as usize).await
+                }
+                PeerRequest::Order(_) => {
+                    PeerResponse::Error("this cluster runs the eventual mode".into())
+                }
+            }
+        })
+    }
+}
