@@ -91,8 +91,20 @@ impl PeerArgs {
     }
 }
 
-fn main() -> Result<()> {
-    match Cli::parse().command {
+fn main() -> std::process::ExitCode {
+    // Errors are printed as one line (with their causes), never with a backtrace: they are
+    // configuration or environment problems for the operator, not bugs.
+    match run(Cli::parse()) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("memcord: error: {err:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<()> {
+    match cli.command {
         Command::Peer(args) => {
             let config = config::load(&args.overrides(), std::env::vars())?;
             init_logging(&config)?;
