@@ -81,11 +81,21 @@ fn unknown_peer_id() {
 }
 
 #[test]
-fn several_peers_are_not_served_yet() {
+fn several_peers_in_an_ordered_mode_are_not_served_yet() {
     fails_with(
-        &["peer", "--config", "config.ini", "--id", "1", "--port", "0"],
+        &[
+            "peer",
+            "--config",
+            "config.ini",
+            "--id",
+            "1",
+            "--port",
+            "0",
+            "--consistency",
+            "linearizable",
+        ],
         &[],
-        "clustering is not built yet",
+        "needs the ordered request queue",
     );
 }
 

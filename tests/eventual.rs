@@ -141,13 +141,20 @@ fn conflicting_writes_converge_to_the_highest_version_and_deletes_follow_lww() {
         "winner is not a last write: {winner}"
     );
 
+    // Writes through different peers that never talked are ordered by their hybrid clocks,
+    // whose physical part is this machine's wall clock in milliseconds: two writes in the same
+    // millisecond are concurrent and either may win. A few milliseconds apart, the later wins.
+    let tick = || std::thread::sleep(Duration::from_millis(3));
     // A delete after a set wins over it, wherever each happened...
     set(&mut cluster.client(0), "lww", "first");
+    tick();
     delete_either(&mut cluster.client(1), "lww");
     wait_converged(&cluster, &[("lww".into(), None)], Duration::from_secs(3));
     // ...and a set after the delete wins over the delete.
     set(&mut cluster.client(2), "lww", "second");
+    tick();
     delete_either(&mut cluster.client(0), "lww");
+    tick();
     set(&mut cluster.client(1), "lww", "third");
     wait_converged(
         &cluster,
