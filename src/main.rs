@@ -114,6 +114,7 @@ fn run(cli: Cli) -> Result<()> {
 }
 
 async fn run_peer(config: PeerConfig) -> Result<()> {
+    let shutdown = shutdown_signal()?;
     let peer = BoundPeer::bind(config).await?;
     let line = peer.ready_line();
     tracing::info!("{line}");
@@ -121,18 +122,23 @@ async fn run_peer(config: PeerConfig) -> Result<()> {
     writeln!(stdout, "{line}")?;
     stdout.flush()?;
     drop(stdout);
-    peer.serve(shutdown_signal()).await;
+    peer.serve(shutdown).await;
     Ok(())
 }
 
-/// Completes on SIGINT (Ctrl-C) or SIGTERM.
-async fn shutdown_signal() {
+/// A future that completes on SIGINT (Ctrl-C) or SIGTERM. The handlers are installed here, at
+/// once, so a signal sent as soon as the ready line is out finds them (and never kills the
+/// process with the default disposition).
+fn shutdown_signal() -> Result<impl std::future::Future<Output = ()>> {
     use tokio::signal::unix::{signal, SignalKind};
-    let mut term = signal(SignalKind::terminate()).expect("installing a SIGTERM handler");
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term.recv() => {}
-    }
+    let mut term = signal(SignalKind::terminate()).context("installing a SIGTERM handler")?;
+    let mut int = signal(SignalKind::interrupt()).context("installing a SIGINT handler")?;
+    Ok(async move {
+        tokio::select! {
+            _ = int.recv() => tracing::info!("SIGINT received"),
+            _ = term.recv() => tracing::info!("SIGTERM received"),
+        }
+    })
 }
 
 /// Logs to stderr (or the configured file) with the configured filter.
