@@ -4,6 +4,7 @@
 //! `server` (bytes ⇄ [`protocol::Request`]/[`protocol::Response`]) → `modes` (a coordinator per
 //! consistency mode) → `replicated` (the command every replica applies) → `store`.
 
+pub mod bench;
 pub mod clock;
 pub mod cluster;
 pub mod config;

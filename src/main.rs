@@ -20,6 +20,8 @@ struct Cli {
 enum Command {
     /// Run one peer: serves memcache clients on its client address.
     Peer(PeerArgs),
+    /// Load generator: drives a get/set mix at memcache servers and reports ops/s and latency.
+    Bench(memcord::bench::BenchArgs),
 }
 
 /// `memcord peer`: every flag can also be given as the `MEMCORD_*` variable shown.
@@ -110,6 +112,7 @@ fn run(cli: Cli) -> Result<()> {
             init_logging(&config)?;
             tokio::runtime::Runtime::new()?.block_on(run_peer(config))
         }
+        Command::Bench(args) => Ok(memcord::bench::run(args)?),
     }
 }
 
