@@ -3,14 +3,32 @@
 
 mod common;
 
+use common::memcached::MemcachedProcess;
 use common::peer::PeerProcess;
 use std::collections::HashMap;
 use std::process::Command;
 use std::time::Duration;
 
+/// A peer in front of a fresh real memcached (returned too, to keep it alive).
+fn memcached_backed_peer() -> (MemcachedProcess, PeerProcess) {
+    let backend = MemcachedProcess::start();
+    let port = backend.port().to_string();
+    let peer = PeerProcess::start(&["--kv-type", "memcached", "--kv-port", &port]);
+    (backend, peer)
+}
+
 #[test]
 fn rust_memcache_crate() {
-    let peer = PeerProcess::start(&["--kv-type", "memory"]);
+    rust_memcache_crate_against(&PeerProcess::start(&["--kv-type", "memory"]));
+}
+
+#[test]
+fn rust_memcache_crate_memcached_backed() {
+    let (_backend, peer) = memcached_backed_peer();
+    rust_memcache_crate_against(&peer);
+}
+
+fn rust_memcache_crate_against(peer: &PeerProcess) {
     let url = format!("memcache://{}?protocol=ascii", peer.addr);
     let client = memcache::Client::builder()
         .add_server(url.as_str())
@@ -81,6 +99,16 @@ fn rust_memcache_crate() {
 
 #[test]
 fn python_pymemcache() {
+    pymemcache_against(&PeerProcess::start(&["--kv-type", "memory"]));
+}
+
+#[test]
+fn python_pymemcache_memcached_backed() {
+    let (_backend, peer) = memcached_backed_peer();
+    pymemcache_against(&peer);
+}
+
+fn pymemcache_against(peer: &PeerProcess) {
     let python = "/usr/bin/python3";
     let check = Command::new(python)
         .args(["-c", "import pymemcache"])
@@ -94,7 +122,6 @@ fn python_pymemcache() {
          python3-pymemcache)",
         String::from_utf8_lossy(&check.stderr)
     );
-    let peer = PeerProcess::start(&["--kv-type", "memory"]);
     let script = concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/tests/clients/pymemcache_smoke.py"

@@ -203,7 +203,23 @@ fn quit_answers_what_came_before_and_closes() {
 
 #[test]
 fn pipelined_requests_are_answered_in_order() {
-    let peer = peer();
+    pipelined_requests_against(&peer());
+}
+
+#[test]
+fn pipelined_requests_through_a_memcached_backend() {
+    let backend = common::memcached::MemcachedProcess::start();
+    let port = backend.port().to_string();
+    let peer = PeerProcess::start(&["--kv-type", "memcached", "--kv-port", &port]);
+    pipelined_requests_against(&peer);
+    let stats = peer.client().stats("");
+    assert_eq!(stat(&stats, "cmd_set"), 500);
+    assert!(stats
+        .iter()
+        .any(|(n, v)| n == "memcord_kv_type" && v == "memcached"));
+}
+
+fn pipelined_requests_against(peer: &PeerProcess) {
     let mut c = peer.client();
     let mut request = Vec::new();
     let mut expected = Vec::new();
