@@ -159,6 +159,10 @@ impl MemcachedStore {
 
     /// Reads `keys` in one round trip, in key order.
     async fn fetch(&self, keys: &[Bytes], with_cas: bool) -> StoreResult<Vec<Option<Fetched>>> {
+        if keys.is_empty() {
+            // A keyless `get` is an error to memcached; asking for nothing finds nothing.
+            return Ok(Vec::new());
+        }
         let mut chunks: Vec<&[Bytes]> = Vec::new();
         let (mut start, mut line) = (0, 5);
         for (i, key) in keys.iter().enumerate() {
