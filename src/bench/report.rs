@@ -210,12 +210,12 @@ impl Report {
             (
                 "workload",
                 format!(
-                    "{} conns × pipeline {}, {} keys ({} B, {:?}), {} B values, {:.0}% gets",
+                    "{} conns × pipeline {}, {} keys ({} B, {}), {} B values, {:.0}% gets",
                     self.connections,
                     self.pipeline,
                     self.keys,
                     self.key_size,
-                    self.distribution,
+                    self.distribution.name(),
                     self.value_size,
                     self.get_ratio * 100.0
                 ),
@@ -262,13 +262,17 @@ mod tests {
 
     #[test]
     fn tallies_merge_counts_and_latencies() {
-        let mut a = Tally::default();
-        a.gets = 3;
-        a.hits = 2;
+        let mut a = Tally {
+            gets: 3,
+            hits: 2,
+            ..Tally::default()
+        };
         a.record(Duration::from_micros(10));
         a.errors.timeout = 1;
-        let mut b = Tally::default();
-        b.sets = 4;
+        let mut b = Tally {
+            sets: 4,
+            ..Tally::default()
+        };
         b.record(Duration::from_micros(1000));
         b.errors.server_error = 2;
         a.merge(&b);

@@ -20,6 +20,16 @@ pub enum Distribution {
     Zipfian,
 }
 
+impl Distribution {
+    /// The name used on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            Distribution::Uniform => "uniform",
+            Distribution::Zipfian => "zipfian",
+        }
+    }
+}
+
 /// The shared, read-only description of a workload.
 #[derive(Debug)]
 pub struct Workload {
