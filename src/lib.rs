@@ -5,9 +5,11 @@
 //! consistency mode) → `replicated` (the command every replica applies) → `store`.
 
 pub mod bench;
+pub mod client;
 pub mod clock;
 pub mod cluster;
 pub mod config;
+pub mod launch;
 pub mod modes;
 pub mod protocol;
 pub mod replicated;

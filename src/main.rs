@@ -22,6 +22,10 @@ enum Command {
     Peer(PeerArgs),
     /// Load generator: drives a get/set mix at memcache servers and reports ops/s and latency.
     Bench(memcord::bench::BenchArgs),
+    /// Start a whole local cluster in this process (three peers, embedded stores); Ctrl-C stops.
+    Cluster(memcord::launch::ClusterArgs),
+    /// Interactive console to one peer: memcache commands, `show`, `fail N`, `recover N`.
+    Client(memcord::client::ClientArgs),
 }
 
 /// `memcord peer`: every flag can also be given as the `MEMCORD_*` variable shown.
@@ -113,6 +117,21 @@ fn run(cli: Cli) -> Result<()> {
             tokio::runtime::Runtime::new()?.block_on(run_peer(config))
         }
         Command::Bench(args) => Ok(memcord::bench::run(args)?),
+        Command::Cluster(args) => {
+            let filter = tracing_subscriber::EnvFilter::try_new(&args.log_level)
+                .with_context(|| format!("invalid log level '{}'", args.log_level))?;
+            use std::io::IsTerminal;
+            tracing_subscriber::fmt()
+                .with_env_filter(filter)
+                .with_ansi(std::io::stderr().is_terminal())
+                .with_writer(std::io::stderr)
+                .init();
+            tokio::runtime::Runtime::new()?.block_on(async {
+                memcord::launch::run(args, shutdown_signal()?).await?;
+                Ok(())
+            })
+        }
+        Command::Client(args) => Ok(memcord::client::run(args)?),
     }
 }
 

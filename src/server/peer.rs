@@ -117,6 +117,7 @@ impl BoundPeer {
         let clock = Arc::new(HybridClock::new(self.config.id));
         let mut settings = server_settings(&self.config);
         settings.limits.max_value_len = self.max_value_len;
+        let local_addr = self.local_addr();
         let Some(peer_listener) = self.peer_listener else {
             // A cluster of one: every mode is the same thing, a drop-in memcached.
             let coordinator = Arc::new(Standalone::new(self.store.clone(), clock));
@@ -124,12 +125,17 @@ impl BoundPeer {
             return;
         };
         let transport = cluster_transport(&self.config, clock.clone());
+        let mut eventual = eventual_config(&self.config);
+        // The bound address, not the configured one (which may say port 0).
+        eventual
+            .client_addrs
+            .insert(self.config.id, local_addr.to_string());
         let coordinator = Arc::new(Eventual::start(
             self.store.clone(),
             clock,
             transport.clone(),
             peer_listener,
-            eventual_config(&self.config),
+            eventual,
         ));
         super::run(self.listener, coordinator, settings, shutdown).await;
         transport.shutdown();
@@ -172,6 +178,11 @@ fn eventual_config(config: &PeerConfig) -> EventualConfig {
         join_window: Duration::from_millis(cluster.failure_timeout_ms.max(1) * 2),
         admin_commands: cluster.admin_commands,
         push: cluster.push,
+        client_addrs: config
+            .peers
+            .iter()
+            .map(|(id, addrs)| (*id, addrs.client_addr.to_string()))
+            .collect(),
         ..EventualConfig::default()
     }
 }
