@@ -140,7 +140,7 @@ wait_answer() {
     local name="$1" pid="$2" host="$3" port="$4" request="$5" pattern="$6" log="$7" i
     for ((i = 0; i < timeout_s * 10; i++)); do
         if ! alive "$pid"; then
-            abandon "$name exited while starting; its log ($log):
+            abandon "$name exited while starting; $log:
 $(tail -n 20 "$log" 2>/dev/null)"
         fi
         if ask "$host" "$port" "$request" | grep -q "$pattern"; then
@@ -148,7 +148,7 @@ $(tail -n 20 "$log" 2>/dev/null)"
         fi
         sleep 0.1
     done
-    abandon "$name did not answer on $host:$port within ${timeout_s}s; its log: $log"
+    abandon "$name did not answer on $host:$port within ${timeout_s}s; see $log and $run/logs"
 }
 
 if [ "$kv_type" = memcached ]; then
@@ -183,7 +183,7 @@ for id in "${ids[@]}"; do
     pid="$(cat "$run/pids/peer-$id.pid")"
     # A cluster of one has no `stats cluster` (ERROR) and serves at once.
     wait_answer "peer $id" "$pid" "$(host_of "$addr")" "$(port_of "$addr")" "stats cluster" \
-        '^STAT cluster_state serving\|^ERROR' "$run/logs/peer-$id.log"
+        '^STAT cluster_state serving\|^ERROR' "$run/logs/peer-$id.out"
 done
 
 echo "startup.sh: ${#ids[@]} peers serving (kv: $kv_type, mode: ${consistency:-from $(basename "$config")})"

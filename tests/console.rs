@@ -1,0 +1,301 @@
+//! `memcord client` driven by piped input, against real peers: exact replies for the memcache
+//! commands, the `show` table, `fail N` / `recover N` on a three-peer eventual cluster, the
+//! console's own mistakes, and the exit status when a connection fails.
+
+mod common;
+
+use common::cluster::{free_port, get, wait_for, Cluster, ClusterSpec};
+use common::peer::{memcord_bin, PeerProcess};
+use std::io::Write;
+use std::process::{Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+/// How long one console run may take.
+const CONSOLE_DEADLINE: Duration = Duration::from_secs(30);
+
+/// What a console run printed.
+struct Run {
+    status: ExitStatus,
+    stdout: String,
+    stderr: String,
+}
+
+/// Runs `memcord client --port <port>` with `input` on its stdin, within the deadline.
+fn console(port: u16, input: &str) -> Run {
+    let dir = tempfile::tempdir().unwrap();
+    let (out_path, err_path) = (dir.path().join("out"), dir.path().join("err"));
+    let mut child = Command::new(memcord_bin())
+        .args(["client", "--port", &port.to_string()])
+        .env("HOME", dir.path())
+        .stdin(Stdio::piped())
+        .stdout(std::fs::File::create(&out_path).unwrap())
+        .stderr(std::fs::File::create(&err_path).unwrap())
+        .spawn()
+        .expect("spawning memcord client");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(input.as_bytes())
+        .expect("writing the console's input");
+    let until = Instant::now() + CONSOLE_DEADLINE;
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() >= until {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!(
+                "memcord client did not finish within {CONSOLE_DEADLINE:?} on input {input:?}; \
+                 stdout:\n{}",
+                std::fs::read_to_string(&out_path).unwrap_or_default()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    Run {
+        status,
+        stdout: std::fs::read_to_string(&out_path).unwrap(),
+        stderr: std::fs::read_to_string(&err_path).unwrap(),
+    }
+}
+
+/// A console run that must succeed with exactly `expected` on stdout and nothing on stderr.
+fn console_ok(port: u16, input: &str, expected: &str) {
+    let run = console(port, input);
+    assert!(
+        run.status.success(),
+        "{:?}; stderr:\n{}",
+        run.status,
+        run.stderr
+    );
+    assert_eq!(run.stdout, expected, "stdout for input {input:?}");
+    assert_eq!(run.stderr, "", "stderr for input {input:?}");
+}
+
+/// The `show` table's data rows, split into cells, by peer id.
+fn show_rows(stdout: &str) -> Vec<Vec<String>> {
+    stdout
+        .lines()
+        .skip(2)
+        .map(|line| line.split_whitespace().map(str::to_string).collect())
+        .collect()
+}
+
+/// The value of `peer.<id>.status` in peer `from`'s `stats cluster`.
+fn status_seen(cluster: &Cluster, from: usize, id: usize) -> String {
+    cluster
+        .cluster_stats(from)
+        .into_iter()
+        .find(|(k, _)| *k == format!("peer.{id}.status"))
+        .map(|(_, v)| v)
+        .unwrap_or_default()
+}
+
+#[test]
+fn console_drives_a_three_peer_cluster() {
+    let cluster = Cluster::start(ClusterSpec::eventual());
+    let port = |id: usize| cluster.client_addrs[id].port();
+    let addr = |id: usize| cluster.client_addrs[id].to_string();
+
+    // Storage in both forms, multi-get, delete, noreply (silent), numbers, errors.
+    console_ok(
+        port(0),
+        "set greeting hello world\n\
+         set k 5 0 3\nabc\n\
+         get greeting k\n\
+         # a comment, then a blank line\n\n\
+         incr k 1\n\
+         set n 0 0 2 noreply\n41\n\
+         incr n 1\n\
+         delete k\n\
+         get k\n\
+         bogus\n",
+        "STORED\n\
+         STORED\n\
+         VALUE greeting 0 11\nhello world\nVALUE k 5 3\nabc\nEND\n\
+         CLIENT_ERROR cannot increment or decrement non-numeric value\n\
+         42\n\
+         DELETED\n\
+         END\n\
+         ERROR\n",
+    );
+    // The write reached the other peers.
+    let mut reader = cluster.client(2);
+    let seen = wait_for(Duration::from_secs(5), || {
+        get(&mut reader, "greeting").as_deref() == Some(&b"hello world"[..])
+    });
+    assert!(seen.is_some(), "greeting never reached peer 2");
+    console_ok(
+        port(2),
+        "get greeting\n",
+        "VALUE greeting 0 11\nhello world\nEND\n",
+    );
+
+    // `show`: a summary line, the header, one row per peer.
+    let run = console(port(0), "show\n");
+    assert!(run.status.success(), "{}", run.stderr);
+    let mut lines = run.stdout.lines();
+    assert_eq!(
+        lines.next(),
+        Some(format!("peer 0 at {}: mode eventual, state serving", addr(0)).as_str())
+    );
+    assert_eq!(
+        lines.next().map(|l| l
+            .split("  ")
+            .filter(|c| !c.is_empty())
+            .map(str::trim)
+            .collect()),
+        Some(vec![
+            "peer",
+            "client addr",
+            "peer addr",
+            "status",
+            "serving",
+            "role",
+            "items",
+            "last heartbeat",
+            "sync lag"
+        ])
+    );
+    let rows = show_rows(&run.stdout);
+    assert_eq!(rows.len(), 3, "{}", run.stdout);
+    assert_eq!(rows[0][..5], ["0", &addr(0), "-", "self", "true"]);
+    for (id, row) in rows.iter().enumerate().skip(1) {
+        let peer_addr = cluster.peer_addrs[id].to_string();
+        assert_eq!(
+            row[..5],
+            [
+                id.to_string(),
+                addr(id),
+                peer_addr,
+                "up".into(),
+                "true".into()
+            ],
+            "{}",
+            run.stdout
+        );
+        assert!(row[7..].join(" ").contains("ms"), "{}", run.stdout);
+    }
+
+    // `fail 1` from peer 0's console goes to peer 1, which then refuses data commands.
+    console_ok(port(0), "fail 1\n", &format!("peer 1 ({}): OK\n", addr(1)));
+    console_ok(port(1), "get greeting\n", "SERVER_ERROR peer failed\n");
+    let down = wait_for(Duration::from_secs(10), || {
+        status_seen(&cluster, 0, 1) == "down"
+    });
+    assert!(down.is_some(), "peer 0 never saw peer 1 down");
+    let run = console(port(0), "show\n");
+    let rows = show_rows(&run.stdout);
+    // (`serving` is the last report heard from it.)
+    assert_eq!(
+        rows[1][..4],
+        ["1", &addr(1), &cluster.peer_addrs[1].to_string(), "down"],
+        "{}",
+        run.stdout
+    );
+    // Writes go on through the live peers.
+    console_ok(port(0), "set during fail\n", "STORED\n");
+
+    // `recover 1`: it catches up and serves again, with the write made while it was away.
+    console_ok(
+        port(0),
+        "recover 1\n",
+        &format!("peer 1 ({}): OK\n", addr(1)),
+    );
+    cluster.wait_serving(1, Duration::from_secs(20));
+    let mut reader = cluster.client(1);
+    let caught_up = wait_for(Duration::from_secs(10), || {
+        get(&mut reader, "during").as_deref() == Some(&b"fail"[..])
+    });
+    assert!(
+        caught_up.is_some(),
+        "peer 1 did not catch up:\n{}",
+        cluster.logs()
+    );
+    console_ok(port(1), "get during\n", "VALUE during 0 4\nfail\nEND\n");
+
+    // `fail` / `recover` without an id act on the connected peer.
+    console_ok(
+        port(2),
+        "fail\nget greeting\nrecover\n",
+        "OK\nSERVER_ERROR peer failed\nOK\n",
+    );
+    cluster.wait_serving(2, Duration::from_secs(20));
+
+    // `quit` ends the script: nothing after it runs.
+    console_ok(
+        port(0),
+        "version\nquit\nget greeting\n",
+        &format!("VERSION {}\n", memcord::protocol::VERSION),
+    );
+}
+
+#[test]
+fn console_reports_its_own_mistakes_and_keeps_going() {
+    let peer = PeerProcess::start(&["--kv-type", "memory"]);
+    let run = console(
+        peer.port(),
+        "set k 0 0 5\nhi\n\
+         fail x\n\
+         fail 3\n\
+         show\n\
+         set k 0 0 2\nhi\n\
+         help\n\
+         get k\n",
+    );
+    assert!(run.status.success(), "{}", run.stderr);
+    assert_eq!(
+        run.stdout,
+        format!(
+            "{} is a cluster of one (standalone): no peers to show\nSTORED\n{}\n\
+             VALUE k 0 2\nhi\nEND\n",
+            peer.addr,
+            memcord::client::HELP
+        )
+    );
+    assert_eq!(
+        run.stderr,
+        format!(
+            "memcord client: the data line is 2 bytes, the command said 5; nothing sent\n\
+             memcord client: fail takes a peer id, not \"x\"\n\
+             memcord client: {} is a cluster of one: send `fail` without a peer id\n",
+            peer.addr
+        )
+    );
+}
+
+#[test]
+fn console_exits_non_zero_when_the_connection_fails() {
+    // Nothing listens on a port just released.
+    let run = console(free_port(), "get k\n");
+    assert_eq!(run.status.code(), Some(1), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("cannot connect to 127.0.0.1:"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(run.stdout, "");
+
+    // A connection the server closes mid-script (a line past the limit): the rest still runs
+    // on a new connection, and the exit status says something failed.
+    let peer = PeerProcess::start(&["--kv-type", "memory"]);
+    let long_line = format!("get {}\n", "k".repeat(300 * 1024));
+    let run = console(peer.port(), &format!("set a b\n{long_line}get a\n"));
+    assert_eq!(run.status.code(), Some(1), "{}", run.stderr);
+    assert!(run.stdout.starts_with("STORED\n"), "{}", run.stdout);
+    assert!(
+        run.stdout.ends_with("VALUE a 0 1\nb\nEND\n"),
+        "{}",
+        run.stdout
+    );
+    // Closed, or reset while the fence was still being written.
+    assert!(
+        run.stderr
+            .starts_with(&format!("memcord client: {}", peer.addr))
+            || run.stderr.contains(&format!("to {} failed", peer.addr)),
+        "{}",
+        run.stderr
+    );
+}
