@@ -44,8 +44,8 @@ impl ClusterSpec {
             peers: 3,
             consistency: "eventual",
             cluster_lines: vec![
-                "heartbeat_ms = 50".into(),
-                "failure_timeout_ms = 400".into(),
+                "heartbeat_ms = 100".into(),
+                "failure_timeout_ms = 1000".into(),
                 "sync_interval_ms = 200".into(),
             ],
             memcached: false,

@@ -108,6 +108,7 @@ struct Counters {
     entries_applied: AtomicU64,
     entries_stale: AtomicU64,
     syncs_completed: AtomicU64,
+    pushes_refused: AtomicU64,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -117,6 +118,25 @@ struct Watermark {
 }
 
 const STRIPES: usize = 256;
+/// Push messages queued for merging before further pushes are dropped.
+const PUSH_QUEUE: usize = 8192;
+
+/// Merges pushed entries in arrival order until the coordinator is gone.
+async fn merge_pushes<S: Store>(
+    shared: std::sync::Weak<Shared<S>>,
+    mut pushed: tokio::sync::mpsc::Receiver<Vec<LogEntry>>,
+) {
+    while let Some(entries) = pushed.recv().await {
+        let Some(shared) = shared.upgrade() else {
+            return;
+        };
+        for entry in entries {
+            if let Err(err) = shared.merge(entry).await {
+                tracing::warn!(%err, "could not apply a pushed entry (the next sync retries)");
+            }
+        }
+    }
+}
 
 /// The state shared by the coordinator, the transport callbacks and the background tasks.
 pub(crate) struct Shared<S: Store> {
@@ -133,6 +153,7 @@ pub(crate) struct Shared<S: Store> {
     failed_at: Mutex<Option<Instant>>,
     items: AtomicU64,
     counters: Counters,
+    pushed: tokio::sync::mpsc::Sender<Vec<LogEntry>>,
 }
 
 /// The eventual-mode coordinator of one peer.
@@ -150,6 +171,7 @@ impl<S: Store> Eventual<S> {
         listener: tokio::net::TcpListener,
         config: EventualConfig,
     ) -> Self {
+        let (push_tx, push_rx) = tokio::sync::mpsc::channel(PUSH_QUEUE);
         let shared = Arc::new_cyclic(|me| Shared {
             me: me.clone(),
             store,
@@ -164,7 +186,9 @@ impl<S: Store> Eventual<S> {
             failed_at: Mutex::new(None),
             items: AtomicU64::new(0),
             counters: Counters::default(),
+            pushed: push_tx,
         });
+        tokio::spawn(merge_pushes(Arc::downgrade(&shared), push_rx));
         transport.start(listener, shared.clone());
         tokio::spawn(sync::catch_up(shared.clone(), true));
         tokio::spawn(sync::periodic(shared.clone()));
@@ -476,16 +500,12 @@ impl<S: Store> PeerService for Shared<S> {
     }
 
     fn on_push(&self, _from: PeerId, entries: Vec<LogEntry>) {
-        // Pushes are merged in the reader's order on a task of their own, so a slow store
-        // never stalls the link (heartbeats and sync answers share it).
-        let this = self.self_arc();
-        tokio::spawn(async move {
-            for entry in entries {
-                if let Err(err) = this.merge(entry).await {
-                    tracing::warn!(%err, "could not apply a pushed entry (the next sync retries)");
-                }
-            }
-        });
+        // Pushes go to the merge worker through a bounded queue, so a slow store never stalls
+        // the link (heartbeats and sync answers share it) and a flood of pushes cannot grow
+        // memory: when the queue is full the push is dropped and the next sync repairs.
+        if self.pushed.try_send(entries).is_err() {
+            self.counters.pushes_refused.fetch_add(1, Ordering::Relaxed);
+        }
     }
 
     fn on_request(&self, _from: PeerId, request: PeerRequest) -> ResponseFuture {

@@ -210,6 +210,10 @@ pub(super) fn cluster_stats<S: Store>(shared: &Shared<S>) -> Vec<(String, String
             c.pushes_dropped.load(Ordering::Relaxed).to_string(),
         ),
         (
+            "cluster_pushes_refused".into(),
+            c.pushes_refused.load(Ordering::Relaxed).to_string(),
+        ),
+        (
             "cluster_entries_applied".into(),
             c.entries_applied.load(Ordering::Relaxed).to_string(),
         ),
