@@ -8,6 +8,7 @@ pub mod clock;
 pub mod cluster;
 pub mod config;
 pub mod modes;
+pub mod order;
 pub mod protocol;
 pub mod replicated;
 pub mod server;

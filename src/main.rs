@@ -109,7 +109,7 @@ async fn run_peer(config: PeerConfig) -> Result<()> {
     writeln!(stdout, "{line}")?;
     stdout.flush()?;
     drop(stdout);
-    peer.serve(shutdown_signal()).await;
+    peer.serve(shutdown_signal()).await?;
     Ok(())
 }
 
