@@ -61,7 +61,10 @@ fn concurrent_incr_sums_exactly(cluster: &Cluster, clients_per_peer: usize, incr
                 let mut client = RawClient::connect(addr);
                 for _ in 0..incrs {
                     let reply = line(&mut client, "incr counter 1\r\n");
-                    assert!(reply.trim().parse::<u64>().is_ok(), "incr answered {reply:?}");
+                    assert!(
+                        reply.trim().parse::<u64>().is_ok(),
+                        "incr answered {reply:?}"
+                    );
                 }
             }));
         }
@@ -87,11 +90,15 @@ fn concurrent_incr_sums_exactly(cluster: &Cluster, clients_per_peer: usize, incr
 fn linearizable_incr_from_every_peer_sums_exactly() {
     let cluster = Cluster::start(ClusterSpec::ordered("linearizable"));
     concurrent_incr_sums_exactly(&cluster, 3, 40);
-    // Batching happened: fewer log entries than commands.
-    let batches: u64 = (0..3)
-        .map(|id| stat(&cluster, id, "cluster_batches").parse::<u64>().unwrap())
+    // Every write went through exactly one batch: 1 set, 360 increments, 3 touches.
+    let batched: u64 = (0..3)
+        .map(|id| {
+            stat(&cluster, id, "cluster_batched_commands")
+                .parse::<u64>()
+                .unwrap()
+        })
         .sum();
-    assert!(batches < 360, "{batches} batches for 360 increments");
+    assert_eq!(batched, 364);
 }
 
 #[test]
@@ -121,8 +128,7 @@ fn linearizable_concurrent_cas_loops_never_lose_an_update() {
                     let cas: u64 = parts.nth(4).unwrap().parse().unwrap();
                     let value: u64 = reply.lines().nth(1).unwrap().parse().unwrap();
                     let next = (value + 1).to_string();
-                    let request =
-                        format!("cas cas-key 0 0 {} {cas}\r\n{next}\r\n", next.len());
+                    let request = format!("cas cas-key 0 0 {} {cas}\r\n{next}\r\n", next.len());
                     match line(&mut client, &request).as_str() {
                         "STORED\r\n" => done += 1,
                         "EXISTS\r\n" => {}
@@ -214,8 +220,10 @@ fn linearizable_survives_sigkill_of_the_leader_and_the_peer_catches_up_on_restar
             ));
         }
     }
-    wait_for(Duration::from_secs(10), || acked.load(Ordering::SeqCst) > 50)
-        .expect("load is acknowledged before the kill");
+    wait_for(Duration::from_secs(10), || {
+        acked.load(Ordering::SeqCst) > 50
+    })
+    .expect("load is acknowledged before the kill");
     cluster.kill(leader);
     let killed_at = Instant::now();
     let before = acked.load(Ordering::SeqCst);
@@ -251,8 +259,10 @@ fn linearizable_survives_sigkill_of_the_leader_and_the_peer_catches_up_on_restar
     );
     assert_eq!(set(&mut restarted, "after", "restart"), "STORED\r\n");
     let applied = |id| stat(&cluster, id, "cluster_applied_index");
-    wait_for(Duration::from_secs(10), || applied(leader) == applied(survivors[0]))
-        .expect("the restarted peer applies everything the others did");
+    wait_for(Duration::from_secs(10), || {
+        applied(leader) == applied(survivors[0])
+    })
+    .expect("the restarted peer applies everything the others did");
 }
 
 #[test]
@@ -277,7 +287,11 @@ fn linearizable_failed_peer_answers_no_quorum_and_catches_up_after_recover() {
     let caught_up = wait_for(Duration::from_secs(15), || {
         get(&mut cut, "during").as_deref() == Some(b"cut".as_slice())
     });
-    assert!(caught_up.is_some(), "the recovered peer catches up\n{}", cluster.logs());
+    assert!(
+        caught_up.is_some(),
+        "the recovered peer catches up\n{}",
+        cluster.logs()
+    );
 }
 
 #[test]

@@ -155,6 +155,7 @@ impl<S: Store> StateMachine<S> {
 }
 
 /// Writes the current snapshot to `dir/snapshot` (tmp + fsync + rename).
+#[allow(clippy::result_large_err)] // openraft's error type, as its traits require
 fn persist(dir: &Path, stored: &StoredSnapshot) -> Result<(), StorageError<NodeId>> {
     let bytes = postcard::to_allocvec(stored).map_err(snap_err)?;
     let tmp = dir.join("snapshot.tmp");

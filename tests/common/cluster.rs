@@ -169,11 +169,18 @@ impl Cluster {
                     continue;
                 }
                 let stats = self.cluster_stats(id);
-                if stats.iter().any(|(k, v)| k == "cluster_role" && v == "leader") {
+                if stats
+                    .iter()
+                    .any(|(k, v)| k == "cluster_role" && v == "leader")
+                {
                     return id;
                 }
             }
-            assert!(Instant::now() < until, "no leader within {deadline:?}\n{}", self.logs());
+            assert!(
+                Instant::now() < until,
+                "no leader within {deadline:?}\n{}",
+                self.logs()
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
     }

@@ -28,7 +28,7 @@ use crate::store::{Item, Store, StoreOutcome, StoreResult};
 use bytes::Bytes;
 use parking_lot::Mutex;
 use std::collections::HashMap;
-use std::hash::{BuildHasher, Hash, Hasher};
+use std::hash::BuildHasher;
 use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -194,9 +194,7 @@ impl<S: Store> Shared<S> {
     }
 
     fn stripe(&self, key: &[u8]) -> &tokio::sync::Mutex<()> {
-        let mut h = self.hasher.build_hasher();
-        key.hash(&mut h);
-        &self.stripes[h.finish() as usize % STRIPES]
+        &self.stripes[self.hasher.hash_one(key) as usize % STRIPES]
     }
 
     /// Applies one local write under its key's stripe, logs the resulting state and pushes it.
