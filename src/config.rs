@@ -212,6 +212,10 @@ pub struct ClusterSettings {
     /// Where a peer keeps durable state (the ordered queue's log); relative to the
     /// working directory.
     pub data_dir: PathBuf,
+    /// Whether the ordered queue fsyncs its log and vote before acknowledging (safe default).
+    pub fsync: bool,
+    /// How long an ordered-mode request may wait for a quorum before `SERVER_ERROR no quorum`.
+    pub quorum_timeout_ms: u64,
 }
 
 /// `[server]`: the client-facing listener and process settings.
@@ -398,6 +402,8 @@ struct RawCluster {
     admin_commands: Option<bool>,
     push: Option<bool>,
     data_dir: Option<String>,
+    fsync: Option<bool>,
+    quorum_timeout_ms: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -490,6 +496,8 @@ fn resolve(raw: RawConfig, o: &Overrides) -> Result<PeerConfig, ConfigError> {
                 .filter(|d| !d.is_empty())
                 .unwrap_or_else(|| "data".to_string()),
         ),
+        fsync: raw.cluster.fsync.unwrap_or(true),
+        quorum_timeout_ms: raw.cluster.quorum_timeout_ms.unwrap_or(2000),
     };
     let server = ServerSettings {
         max_connections: o

@@ -11,6 +11,7 @@ pub mod cluster;
 pub mod config;
 pub mod launch;
 pub mod modes;
+pub mod order;
 pub mod protocol;
 pub mod replicated;
 pub mod server;

@@ -144,7 +144,7 @@ async fn run_peer(config: PeerConfig) -> Result<()> {
     writeln!(stdout, "{line}")?;
     stdout.flush()?;
     drop(stdout);
-    peer.serve(shutdown).await;
+    peer.serve(shutdown).await?;
     Ok(())
 }
 

@@ -116,7 +116,7 @@ impl Command {
 }
 
 /// What applying a command produced.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Outcome {
     /// Result of a storage command.
     Write(StoreOutcome),

@@ -81,21 +81,21 @@ fn unknown_peer_id() {
 }
 
 #[test]
-fn several_peers_in_an_ordered_mode_are_not_served_yet() {
+fn several_peers_without_a_secret_are_refused() {
+    let file = config_file(
+        "[cluster]\nconsistency = eventual\nsecret =\n\
+         [peer.0]\nclient_addr = 127.0.0.1:0\n[peer.1]\nclient_addr = 127.0.0.1:0\n",
+    );
     fails_with(
         &[
             "peer",
             "--config",
-            "config.ini",
+            file.path().to_str().unwrap(),
             "--id",
-            "1",
-            "--port",
             "0",
-            "--consistency",
-            "linearizable",
         ],
         &[],
-        "needs the ordered request queue",
+        "secret is empty",
     );
 }
 

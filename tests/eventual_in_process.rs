@@ -84,7 +84,8 @@ fn three_in_process_peers_replicate_writes_and_deletes() {
             tokio::time::timeout(Duration::from_secs(10), server)
                 .await
                 .expect("peer stops")
-                .unwrap();
+                .unwrap()
+                .expect("peer served");
         }
     });
 }

@@ -3,10 +3,15 @@
 //! sockets or bytes.
 
 pub mod eventual;
+mod linearizable;
+pub mod ordered;
+mod sequential;
 mod standalone;
 mod translate;
 
 pub use eventual::{Eventual, EventualConfig};
+pub use linearizable::Linearizable;
+pub use sequential::Sequential;
 pub use standalone::Standalone;
 pub use translate::{command_for, response_for, ReadOrWrite};
 

@@ -6,7 +6,8 @@ use crate::clock::HybridClock;
 use crate::cluster::{Membership, Transport, TransportConfig};
 use crate::config::Consistency;
 use crate::config::{KvType, PeerConfig};
-use crate::modes::{Eventual, EventualConfig, Standalone};
+use crate::modes::{Eventual, EventualConfig, Linearizable, Sequential, Standalone};
+use crate::order::{OrderConfig, OrderedQueue};
 use crate::protocol::Limits;
 use crate::store::{AnyStore, MemcachedConfig, MemcachedStore, MemoryConfig, MemoryStore};
 use std::future::Future;
@@ -26,12 +27,9 @@ pub enum PeerError {
         /// Why.
         source: std::io::Error,
     },
-    /// The configuration asks for a replicated mode this build cannot serve yet.
-    #[error(
-        "consistency '{0}' with several peers needs the ordered request queue, which this \
-         build does not have yet: use --consistency eventual, or run a single peer"
-    )]
-    ModeNotBuilt(Consistency),
+    /// The ordered queue could not start (data directory, Raft).
+    #[error("ordered queue: {0}")]
+    Queue(#[from] crate::order::queue::StartError),
     /// The configuration names several peers but no cluster secret.
     #[error("[cluster] secret is empty: peers authenticate each other with it, set one")]
     NoSecret,
@@ -53,9 +51,6 @@ impl BoundPeer {
     /// Checks that this build can serve `config`, connects the store and binds the listener.
     pub async fn bind(config: PeerConfig) -> Result<BoundPeer, PeerError> {
         let clustered = config.peers.len() > 1;
-        if clustered && config.cluster.consistency != Consistency::Eventual {
-            return Err(PeerError::ModeNotBuilt(config.cluster.consistency));
-        }
         if clustered && config.cluster.secret.is_empty() {
             return Err(PeerError::NoSecret);
         }
@@ -112,8 +107,9 @@ impl BoundPeer {
         )
     }
 
-    /// Serves until `shutdown` completes and every connection has finished.
-    pub async fn serve(self, shutdown: impl Future) {
+    /// Serves until `shutdown` completes and every connection has finished. An ordered mode
+    /// opens its queue's data directory first, and fails if it cannot.
+    pub async fn serve(self, shutdown: impl Future) -> Result<(), PeerError> {
         let clock = Arc::new(HybridClock::new(self.config.id));
         let mut settings = server_settings(&self.config);
         settings.limits.max_value_len = self.max_value_len;
@@ -122,24 +118,84 @@ impl BoundPeer {
             // A cluster of one: every mode is the same thing, a drop-in memcached.
             let coordinator = Arc::new(Standalone::new(self.store.clone(), clock));
             super::run(self.listener, coordinator, settings, shutdown).await;
-            return;
+            return Ok(());
         };
         let transport = cluster_transport(&self.config, clock.clone());
-        let mut eventual = eventual_config(&self.config);
-        // The bound address, not the configured one (which may say port 0).
-        eventual
-            .client_addrs
-            .insert(self.config.id, local_addr.to_string());
-        let coordinator = Arc::new(Eventual::start(
-            self.store.clone(),
-            clock,
-            transport.clone(),
-            peer_listener,
-            eventual,
-        ));
-        super::run(self.listener, coordinator, settings, shutdown).await;
+        let admin = self.config.cluster.admin_commands;
+        match self.config.cluster.consistency {
+            Consistency::Eventual => {
+                let mut eventual = eventual_config(&self.config);
+                // The bound address, not the configured one (which may say port 0).
+                eventual
+                    .client_addrs
+                    .insert(self.config.id, local_addr.to_string());
+                let coordinator = Arc::new(Eventual::start(
+                    self.store.clone(),
+                    clock,
+                    transport.clone(),
+                    peer_listener,
+                    eventual,
+                ));
+                super::run(self.listener, coordinator, settings, shutdown).await;
+            }
+            mode @ (Consistency::Linearizable | Consistency::Sequential) => {
+                let queue =
+                    start_queue(&self.config, self.store.clone(), transport.clone()).await?;
+                let (store, listener) = (self.store.clone(), self.listener);
+                if mode == Consistency::Linearizable {
+                    let coordinator = Arc::new(Linearizable::start(
+                        store,
+                        clock,
+                        queue.clone(),
+                        transport.clone(),
+                        peer_listener,
+                        admin,
+                    ));
+                    super::run(listener, coordinator, settings, shutdown).await;
+                } else {
+                    let coordinator = Arc::new(Sequential::start(
+                        store,
+                        clock,
+                        queue.clone(),
+                        transport.clone(),
+                        peer_listener,
+                        admin,
+                    ));
+                    super::run(listener, coordinator, settings, shutdown).await;
+                }
+                queue.shutdown().await;
+            }
+        }
         transport.shutdown();
+        Ok(())
     }
+}
+
+/// Opens the ordered queue of a clustered peer in `data_dir/peer-N`.
+async fn start_queue(
+    config: &PeerConfig,
+    store: Arc<AnyStore>,
+    transport: Arc<Transport>,
+) -> Result<Arc<OrderedQueue>, PeerError> {
+    let cluster = &config.cluster;
+    let members = config
+        .peers
+        .iter()
+        .map(|(id, addrs)| {
+            (
+                *id as u64,
+                openraft::BasicNode::new(addrs.peer_addr.to_string()),
+            )
+        })
+        .collect();
+    let mut order = OrderConfig::new(cluster.data_dir.join(format!("peer-{}", config.id)));
+    order.fsync = cluster.fsync;
+    order.quorum_timeout = Duration::from_millis(cluster.quorum_timeout_ms.max(1));
+    order.heartbeat = Duration::from_millis(cluster.heartbeat_ms.max(1));
+    order.election_timeout = Duration::from_millis(cluster.failure_timeout_ms.max(10));
+    // Only the embedded store can list its items for a snapshot.
+    order.snapshots = matches!(*store, AnyStore::Memory(_));
+    Ok(OrderedQueue::start(config.id as u64, members, store, transport, order).await?)
 }
 
 /// The peer transport (with its membership table) for a clustered peer.

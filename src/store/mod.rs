@@ -99,7 +99,7 @@ impl Item {
 pub const ITEM_OVERHEAD: usize = 96;
 
 /// Outcome of a storage command (`set`, `add`, `replace`, `append`, `prepend`, `cas`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum StoreOutcome {
     /// Stored.
     Stored,
@@ -114,7 +114,7 @@ pub enum StoreOutcome {
 }
 
 /// Outcome of `incr` / `decr`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ArithOutcome {
     /// The new value.
     Value(u64),
@@ -140,7 +140,7 @@ pub struct StoreStats {
 }
 
 /// Why a store could not perform an operation (answered to clients as `SERVER_ERROR`).
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, Serialize, Deserialize)]
 pub enum StoreError {
     /// The backend cannot be reached.
     #[error("backend unavailable")]
@@ -157,6 +157,9 @@ pub enum StoreError {
     /// A read-modify-write kept losing races with concurrent writers.
     #[error("too much contention")]
     Contention,
+    /// The store cannot do this (e.g. list its keys).
+    #[error("not supported by this store: {0}")]
+    Unsupported(String),
 }
 
 /// The result type of every store operation.
@@ -242,6 +245,12 @@ pub trait Store: Send + Sync + 'static {
     fn flush_all(&self, cutoff: Timestamp) -> impl Future<Output = StoreResult<()>> + Send;
     /// Current counters.
     fn stats(&self) -> impl Future<Output = StoreStats> + Send;
+    /// Every live item, for a snapshot of the ordered queue's state machine. Stores that cannot
+    /// list their keys answer [`StoreError::Unsupported`].
+    fn dump(&self) -> impl Future<Output = StoreResult<Vec<(Bytes, Item)>>> + Send;
+    /// Removes every item and every pending flush, so that a snapshot (or a replay of the
+    /// ordered queue's log) can be applied to an empty store.
+    fn clear(&self) -> impl Future<Output = StoreResult<()>> + Send;
 }
 
 /// A store chosen at run time (`--kv-type`), dispatching without boxing.
@@ -320,6 +329,12 @@ impl Store for AnyStore {
     }
     async fn flush_all(&self, cutoff: Timestamp) -> StoreResult<()> {
         dispatch!(self, s => s.flush_all(cutoff))
+    }
+    async fn dump(&self) -> StoreResult<Vec<(Bytes, Item)>> {
+        dispatch!(self, s => s.dump())
+    }
+    async fn clear(&self) -> StoreResult<()> {
+        dispatch!(self, s => s.clear())
     }
     async fn stats(&self) -> StoreStats {
         dispatch!(self, s => s.stats())

@@ -52,6 +52,21 @@ impl ClusterSpec {
         }
     }
 
+    /// Three peers in an ordered mode (`linearizable` or `sequential`) with the embedded store,
+    /// fast heartbeats and elections.
+    pub fn ordered(consistency: &'static str) -> ClusterSpec {
+        ClusterSpec {
+            peers: 3,
+            consistency,
+            cluster_lines: vec![
+                "heartbeat_ms = 50".into(),
+                "failure_timeout_ms = 400".into(),
+                "quorum_timeout_ms = 2000".into(),
+            ],
+            memcached: false,
+        }
+    }
+
     /// Adds a `[cluster]` line.
     pub fn with(mut self, line: &str) -> ClusterSpec {
         self.cluster_lines.push(line.to_string());
@@ -84,6 +99,7 @@ impl Cluster {
         };
         let mut ini = String::from("[cluster]\n");
         ini += &format!("consistency = {}\nsecret = test-secret\n", spec.consistency);
+        ini += &format!("data_dir = {}\n", dir.path().join("data").display());
         for line in &spec.cluster_lines {
             ini += line;
             ini.push('\n');
@@ -144,6 +160,31 @@ impl Cluster {
         }
     }
 
+    /// The peer that reports itself leader, waiting up to `deadline` for one.
+    pub fn leader(&self, deadline: Duration) -> usize {
+        let until = Instant::now() + deadline;
+        loop {
+            for id in 0..self.peers.len() {
+                if self.peers[id].is_none() {
+                    continue;
+                }
+                let stats = self.cluster_stats(id);
+                if stats
+                    .iter()
+                    .any(|(k, v)| k == "cluster_role" && v == "leader")
+                {
+                    return id;
+                }
+            }
+            assert!(
+                Instant::now() < until,
+                "no leader within {deadline:?}\n{}",
+                self.logs()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// The running process of peer `id`.
     pub fn peer(&self, id: usize) -> &PeerProcess {
         self.peers[id].as_ref().expect("peer is running")
@@ -159,7 +200,8 @@ impl Cluster {
         self.client(id).stats("cluster")
     }
 
-    /// Waits until peer `id` reports `cluster_state serving` and sees every other peer up.
+    /// Waits until peer `id` reports `cluster_state serving` and sees every other peer up (and,
+    /// in the ordered modes, knows a leader).
     pub fn wait_serving(&self, id: usize, deadline: Duration) {
         let until = Instant::now() + deadline;
         loop {
@@ -174,7 +216,8 @@ impl Cluster {
             let others_up = (0..self.client_addrs.len())
                 .filter(|&other| other != id)
                 .all(|other| value(&format!("peer.{other}.status")) == "up");
-            if value("cluster_state") == "serving" && others_up {
+            let leader_known = value("cluster_leader") != "none";
+            if value("cluster_state") == "serving" && others_up && leader_known {
                 return;
             }
             assert!(

@@ -202,6 +202,29 @@ impl Store for MemcachedStore {
         }
     }
 
+    async fn dump(&self) -> StoreResult<Vec<(Bytes, Item)>> {
+        // Listing a memcached's keys needs `lru_crawler metadump all`, not implemented yet:
+        // the ordered queue keeps its whole log for memcached-backed peers instead.
+        Err(StoreError::Unsupported(
+            "listing a memcached's items".into(),
+        ))
+    }
+
+    async fn clear(&self) -> StoreResult<()> {
+        self.flushes.reset();
+        match self
+            .pool
+            .call(Request::FlushAll {
+                delay: 0,
+                noreply: false,
+            })
+            .await?
+        {
+            Response::Ok => Ok(()),
+            other => Err(unexpected(&other)),
+        }
+    }
+
     async fn stats(&self) -> StoreStats {
         let Ok(Response::Stats(lines)) = self.pool.call(Request::Stats { group: None }).await
         else {

@@ -33,6 +33,14 @@ impl Default for FlushSchedule {
 }
 
 impl FlushSchedule {
+    /// Forgets every flush, in effect or pending (the store is being emptied anyway).
+    pub(crate) fn reset(&self) {
+        let mut pending = self.pending.lock();
+        pending.clear();
+        self.next_due_ms.store(u64::MAX, Ordering::Release);
+        self.active.store(0, Ordering::Release);
+    }
+
     /// Records a flush; returns `true` if it is already in effect at `now_ms`.
     pub(crate) fn schedule(&self, cutoff: Timestamp, now_ms: u64) -> bool {
         if cutoff.physical_ms() <= now_ms {

@@ -340,6 +340,23 @@ impl Store for MemoryStore {
         Ok(())
     }
 
+    async fn dump(&self) -> StoreResult<Vec<(Bytes, Item)>> {
+        let now = self.now();
+        let mut items = Vec::new();
+        for shard in self.shards.iter() {
+            items.extend(shard.0.lock().live_items(&now));
+        }
+        Ok(items)
+    }
+
+    async fn clear(&self) -> StoreResult<()> {
+        for shard in self.shards.iter() {
+            shard.0.lock().clear();
+        }
+        self.flushes.reset();
+        Ok(())
+    }
+
     async fn stats(&self) -> StoreStats {
         let mut stats = StoreStats {
             limit_maxbytes: self.limit_bytes as u64,

@@ -128,6 +128,21 @@ impl Shard {
         }
     }
 
+    /// Copies of every live item, in no particular order.
+    pub(super) fn live_items(&self, now: &Now) -> Vec<(Bytes, Item)> {
+        self.map
+            .iter()
+            .filter(|(_, item)| now.is_live(item))
+            .map(|(key, item)| (key.clone(), item.clone()))
+            .collect()
+    }
+
+    /// Drops every item.
+    pub(super) fn clear(&mut self) {
+        self.map.clear();
+        self.used = 0;
+    }
+
     fn remove(&mut self, key: &[u8]) -> Option<Item> {
         let item = self.map.pop(key)?;
         self.used -= item.footprint(key.len());

@@ -1,0 +1,69 @@
+//! The linearizable mode: every write goes through the ordered queue and is answered once
+//! applied; a read is served from the local store once it has applied a read index that the
+//! leader confirmed with a quorum after the read began (openraft's read-index path), so it
+//! sees every write acknowledged before it started, through any peer.
+
+use super::ordered::{Ordered, ReadPolicy};
+use super::{Coordinator, Session};
+use crate::clock::HybridClock;
+use crate::cluster::Transport;
+use crate::order::OrderedQueue;
+use crate::protocol::{Request, Response};
+use crate::store::Store;
+use std::sync::Arc;
+
+/// The linearizable-mode coordinator of one peer.
+pub struct Linearizable<S: Store> {
+    inner: Ordered<S>,
+}
+
+impl<S: Store> Linearizable<S> {
+    /// Wires the coordinator to a started queue and starts the peer transport on `listener`.
+    pub fn start(
+        store: Arc<S>,
+        clock: Arc<HybridClock>,
+        queue: Arc<OrderedQueue>,
+        transport: Arc<Transport>,
+        listener: tokio::net::TcpListener,
+        admin_commands: bool,
+    ) -> Self {
+        Linearizable {
+            inner: Ordered::start(
+                store,
+                clock,
+                queue,
+                transport,
+                listener,
+                ReadPolicy::Linearizable,
+                admin_commands,
+            ),
+        }
+    }
+
+    /// The ordered queue (for status and tests).
+    pub fn queue(&self) -> &Arc<OrderedQueue> {
+        self.inner.queue()
+    }
+}
+
+impl<S: Store> Coordinator for Linearizable<S> {
+    async fn handle(&self, session: &mut Session, request: Request) -> Response {
+        self.inner.handle(session, request).await
+    }
+
+    fn mode(&self) -> &'static str {
+        ReadPolicy::Linearizable.mode()
+    }
+
+    async fn stats(&self) -> Vec<(String, String)> {
+        self.inner.stats().await
+    }
+
+    async fn stats_group(&self, group: &str) -> Option<Vec<(String, String)>> {
+        if group == "cluster" {
+            Some(self.inner.cluster_stats().await)
+        } else {
+            None
+        }
+    }
+}

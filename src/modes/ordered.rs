@@ -1,0 +1,284 @@
+//! What the two ordered modes share: writes through the ordered queue, fault simulation,
+//! `stats cluster`, and the peer service that hands queue traffic to the queue. The modes
+//! differ only in how a `get` is served (see [`ReadPolicy`]).
+//!
+//! ```text
+//! write: command_for ─▶ OrderedQueue::submit ─▶ (applied in log order on every peer) ─▶ reply
+//! get, linearizable: read_index (leader confirms) ─▶ wait applied here ─▶ local store
+//! get, sequential:   wait applied here ≥ this connection's last write ─▶ local store
+//! ```
+//! `fail` cuts the peer off (the transport refuses peer traffic) but keeps it answering: its
+//! requests find no quorum and are answered `SERVER_ERROR no quorum` once the quorum timeout
+//! passes, exactly as on the minority side of a real partition.
+
+use super::translate::{command_for, response_for, values_reply, ReadOrWrite};
+use super::Session;
+use crate::clock::HybridClock;
+use crate::cluster::{
+    LogEntry, PeerId, PeerReport, PeerRequest, PeerResponse, PeerService, ResponseFuture, Transport,
+};
+use crate::order::{OrderedQueue, QueueError};
+use crate::protocol::{Request, Response};
+use crate::store::Store;
+use bytes::Bytes;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+
+/// How an ordered mode serves plain reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReadPolicy {
+    /// After a read index confirmed by the leader is applied locally.
+    Linearizable,
+    /// Locally, once this connection's last write is applied locally.
+    Sequential,
+}
+
+impl ReadPolicy {
+    /// The mode's name.
+    pub fn mode(self) -> &'static str {
+        match self {
+            ReadPolicy::Linearizable => "linearizable",
+            ReadPolicy::Sequential => "sequential",
+        }
+    }
+}
+
+/// The state an ordered-mode coordinator shares with its peer service.
+pub struct Ordered<S: Store> {
+    store: Arc<S>,
+    clock: Arc<HybridClock>,
+    queue: Arc<OrderedQueue>,
+    transport: Arc<Transport>,
+    policy: ReadPolicy,
+    admin_commands: bool,
+    failed: Arc<AtomicBool>,
+    items: Arc<AtomicU64>,
+}
+
+/// Turns a queue failure into the client's reply.
+pub fn queue_error(err: QueueError) -> Response {
+    match err {
+        QueueError::NoQuorum | QueueError::NotLeader => Response::ServerError("no quorum".into()),
+        other => Response::ServerError(other.to_string()),
+    }
+}
+
+impl<S: Store> Ordered<S> {
+    /// Wires a coordinator to a started queue and starts the transport on `listener`.
+    pub fn start(
+        store: Arc<S>,
+        clock: Arc<HybridClock>,
+        queue: Arc<OrderedQueue>,
+        transport: Arc<Transport>,
+        listener: tokio::net::TcpListener,
+        policy: ReadPolicy,
+        admin_commands: bool,
+    ) -> Ordered<S> {
+        let failed = Arc::new(AtomicBool::new(false));
+        let items = Arc::new(AtomicU64::new(0));
+        let service = Arc::new(QueueService {
+            queue: queue.clone(),
+            clock: clock.clone(),
+            failed: failed.clone(),
+            items: items.clone(),
+        });
+        transport.start(listener, service);
+        Ordered {
+            store,
+            clock,
+            queue,
+            transport,
+            policy,
+            admin_commands,
+            failed,
+            items,
+        }
+    }
+
+    /// The queue (for tests and status).
+    pub fn queue(&self) -> &Arc<OrderedQueue> {
+        &self.queue
+    }
+
+    /// Serves one data request.
+    pub async fn handle(&self, session: &mut Session, request: Request) -> Response {
+        // As in Standalone: a keyless `gat` is answered without the store.
+        if let Request::Get { keys, .. } | Request::Gat { keys, .. } = &request {
+            if keys.is_empty() {
+                return Response::Values(Vec::new());
+            }
+        }
+        match request {
+            Request::Fail | Request::Recover if !self.admin_commands => return Response::Error,
+            Request::Fail => return self.fail(),
+            Request::Recover => return self.recover(),
+            _ => {}
+        }
+        match command_for(&request, &self.clock) {
+            ReadOrWrite::Read { keys, with_cas } => self.read(session, keys, with_cas).await,
+            ReadOrWrite::Write(command) => match self.queue.submit(command).await {
+                Ok((index, outcome)) => {
+                    session.last_write = Some(index);
+                    response_for(&request, outcome)
+                }
+                Err(err) => queue_error(err),
+            },
+            ReadOrWrite::NotData => Response::Error,
+        }
+    }
+
+    async fn read(&self, session: &Session, keys: Vec<Bytes>, with_cas: bool) -> Response {
+        let wait_for = match self.policy {
+            ReadPolicy::Linearizable => match self.queue.read_index().await {
+                Ok(index) => Some(index),
+                Err(err) => return queue_error(err),
+            },
+            ReadPolicy::Sequential => session.last_write,
+        };
+        if let Some(index) = wait_for {
+            if let Err(err) = self.queue.wait_applied(index).await {
+                return queue_error(err);
+            }
+        }
+        match self.store.get(&keys).await {
+            Ok(items) => values_reply(&keys, items, with_cas),
+            Err(err) => Response::ServerError(err.to_string()),
+        }
+    }
+
+    fn fail(&self) -> Response {
+        if !self.failed.swap(true, Ordering::SeqCst) {
+            tracing::warn!("fault simulation: this peer is now cut off from its peers");
+            self.transport.fail();
+        }
+        Response::Ok
+    }
+
+    fn recover(&self) -> Response {
+        if self.failed.swap(false, Ordering::SeqCst) {
+            tracing::info!("fault simulation: recovering; the leader catches this peer up");
+            self.transport.recover();
+        }
+        Response::Ok
+    }
+
+    /// Plain `stats` extra lines.
+    pub async fn stats(&self) -> Vec<(String, String)> {
+        let store = self.store.stats().await;
+        self.items.store(store.curr_items, Ordering::Relaxed);
+        let mut lines = super::standalone::store_stat_lines(store);
+        lines.push(("memcord_peer_state".into(), self.state_name().into()));
+        lines.push(("memcord_role".into(), self.queue.role().name().into()));
+        lines
+    }
+
+    fn state_name(&self) -> &'static str {
+        if self.failed.load(Ordering::SeqCst) {
+            "failed"
+        } else {
+            "serving"
+        }
+    }
+
+    /// `stats cluster`: this peer's place in the queue and what it knows of the others.
+    pub async fn cluster_stats(&self) -> Vec<(String, String)> {
+        let me = self.transport.me();
+        let queue = &self.queue;
+        let c = &queue.counters;
+        let (term, last_log, applied) = queue.positions();
+        let items = self.store.stats().await.curr_items;
+        self.items.store(items, Ordering::Relaxed);
+        let count = |a: &AtomicU64| a.load(Ordering::Relaxed).to_string();
+        let mut lines: Vec<(String, String)> = vec![
+            ("cluster_mode".into(), self.policy.mode().into()),
+            ("cluster_peer_id".into(), me.to_string()),
+            ("cluster_state".into(), self.state_name().into()),
+            ("cluster_role".into(), queue.role().name().into()),
+            (
+                "cluster_leader".into(),
+                queue
+                    .leader()
+                    .map(|l| l.to_string())
+                    .unwrap_or_else(|| "none".into()),
+            ),
+            ("cluster_term".into(), term.to_string()),
+            ("cluster_last_log_index".into(), last_log.to_string()),
+            ("cluster_applied_index".into(), applied.to_string()),
+            ("cluster_batches".into(), count(&c.batches)),
+            (
+                "cluster_batched_commands".into(),
+                count(&c.batched_commands),
+            ),
+            ("cluster_read_rounds".into(), count(&c.read_rounds)),
+            ("cluster_no_quorum".into(), count(&c.no_quorum)),
+            (
+                "cluster_applied_commands".into(),
+                count(&c.applied_commands),
+            ),
+        ];
+        let prefix = format!("peer.{me}");
+        lines.push((format!("{prefix}.status"), "self".into()));
+        lines.push((format!("{prefix}.role"), queue.role().name().into()));
+        lines.push((format!("{prefix}.items"), items.to_string()));
+        lines.push((format!("{prefix}.applied_index"), applied.to_string()));
+        for status in self.transport.membership().statuses() {
+            let p = format!("peer.{}", status.id);
+            lines.push((format!("{p}.addr"), status.addr.clone()));
+            lines.push((
+                format!("{p}.status"),
+                if status.up { "up" } else { "down" }.into(),
+            ));
+            lines.push((
+                format!("{p}.last_heartbeat_ms"),
+                status
+                    .last_heartbeat_ms
+                    .map(|ms| ms.to_string())
+                    .unwrap_or_else(|| "never".into()),
+            ));
+            lines.push((format!("{p}.serving"), status.report.serving.to_string()));
+            lines.push((format!("{p}.role"), status.report.role.clone()));
+            lines.push((format!("{p}.items"), status.report.items.to_string()));
+            lines.push((
+                format!("{p}.applied_index"),
+                status.report.log_position.to_string(),
+            ));
+        }
+        lines
+    }
+}
+
+/// Routes the queue's peer traffic to the queue and reports this peer in heartbeats.
+struct QueueService {
+    queue: Arc<OrderedQueue>,
+    clock: Arc<HybridClock>,
+    failed: Arc<AtomicBool>,
+    items: Arc<AtomicU64>,
+}
+
+impl PeerService for QueueService {
+    fn report(&self) -> PeerReport {
+        PeerReport {
+            clock: self.clock.peek(),
+            serving: !self.failed.load(Ordering::SeqCst),
+            role: self.queue.role().name().into(),
+            items: self.items.load(Ordering::Relaxed),
+            log_position: self.queue.applied_index(),
+        }
+    }
+
+    fn on_push(&self, from: PeerId, _entries: Vec<LogEntry>) {
+        tracing::debug!(from, "ignoring an eventual-mode push in an ordered mode");
+    }
+
+    fn on_request(&self, _from: PeerId, request: PeerRequest) -> ResponseFuture {
+        let queue = self.queue.clone();
+        Box::pin(async move {
+            match request {
+                PeerRequest::Order(payload) => queue.on_peer_request(&payload).await,
+                PeerRequest::SyncSince { .. } => {
+                    PeerResponse::Error("this cluster runs an ordered mode".into())
+                }
+            }
+        })
+    }
+}

@@ -1,0 +1,537 @@
+//! [`OrderedQueue`]: what the ordered modes see of Raft — submit a command and get its outcome
+//! once applied, get a linearizable read index, wait until this peer has applied an index.
+//!
+//! **Batching.** Commands wait in a channel; a batcher takes everything queued (up to
+//! `max_batch`) into one log entry as soon as one of `max_inflight` slots is free, so the
+//! more clients write at once, the more commands ride each entry and each replication round.
+//! Followers batch the same way and forward whole batches to the leader. Read-index requests
+//! are coalesced likewise: one leadership confirmation serves every read queued behind it.
+//!
+//! **Retries** only where a batch is known not to be in the log: the leader refused it
+//! (`ForwardToLeader`, which openraft also gives for entries it truncated), or there was no
+//! link to send it over. A forwarded batch whose answer is lost is reported as indeterminate,
+//! never re-sent: it may be applied, and `incr` twice is not `incr` once.
+//!
+//! **Bootstrap.** A peer whose data directory holds nothing initializes the cluster with every
+//! configured peer. openraft allows several nodes to initialize with the same membership
+//! (the first entry is the same everywhere), so no peer has to wait for a designated one.
+
+use super::log_store::LogStore;
+use super::network::{call, encode, NetworkFactory, OrderRequest, OrderResponse};
+use super::state_machine::StateMachine;
+use super::{Batch, BatchReply, NodeId, TypeConfig};
+use crate::cluster::{CallError, PeerResponse, Transport};
+use crate::replicated::{Command, Outcome};
+use crate::store::{Store, StoreResult};
+use openraft::error::{CheckIsLeaderError, ClientWriteError, RaftError};
+use openraft::{BasicNode, Raft, ServerState, SnapshotPolicy};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{mpsc, oneshot, Semaphore};
+use tokio::time::Instant;
+
+/// Settings of the ordered queue.
+#[derive(Debug, Clone)]
+pub struct OrderConfig {
+    /// Where this peer's log, vote and snapshot live (`data_dir/peer-N`).
+    pub dir: PathBuf,
+    /// Whether appends and votes are fsynced before they are acknowledged.
+    pub fsync: bool,
+    /// Bound on one request; past it the client gets `SERVER_ERROR no quorum`.
+    pub quorum_timeout: Duration,
+    /// Raft heartbeat interval.
+    pub heartbeat: Duration,
+    /// Lower bound of the election timeout (the upper one is twice it).
+    pub election_timeout: Duration,
+    /// Most commands in one log entry.
+    pub max_batch: usize,
+    /// Most batches in flight at once from one peer.
+    pub max_inflight: usize,
+    /// Whether the store can be snapshotted (else the log is never compacted).
+    pub snapshots: bool,
+}
+
+impl OrderConfig {
+    /// Defaults for a peer keeping its state in `dir`.
+    pub fn new(dir: PathBuf) -> OrderConfig {
+        OrderConfig {
+            dir,
+            fsync: true,
+            quorum_timeout: Duration::from_secs(2),
+            heartbeat: Duration::from_millis(100),
+            election_timeout: Duration::from_millis(500),
+            max_batch: 512,
+            max_inflight: 4,
+            snapshots: true,
+        }
+    }
+}
+
+/// Why the queue could not serve a request.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+pub enum QueueError {
+    /// No leader with a quorum answered in time.
+    #[error("no quorum")]
+    NoQuorum,
+    /// The asked peer is not the leader (the request was not queued).
+    #[error("not the leader")]
+    NotLeader,
+    /// The request may or may not have been applied.
+    #[error("outcome unknown: {0}")]
+    Indeterminate(String),
+    /// Anything else (storage failure, shutdown).
+    #[error("ordered queue failed: {0}")]
+    Failed(String),
+}
+
+/// Could not start the queue.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The data directory could not be read or written.
+    #[error("data directory {dir}: {source}")]
+    DataDir {
+        /// Which.
+        dir: String,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// openraft refused to start.
+    #[error("raft: {0}")]
+    Raft(String),
+}
+
+/// This peer's place in the queue.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// Orders and replicates.
+    Leader,
+    /// Follows a leader.
+    Follower,
+    /// Campaigning.
+    Candidate,
+    /// Not a voter, or stopped.
+    Other,
+}
+
+impl Role {
+    /// The name shown in `stats cluster` and heartbeats.
+    pub fn name(self) -> &'static str {
+        match self {
+            Role::Leader => "leader",
+            Role::Follower => "follower",
+            Role::Candidate => "candidate",
+            Role::Other => "-",
+        }
+    }
+}
+
+type WriteResult = Result<(u64, StoreResult<Outcome>), QueueError>;
+
+struct PendingWrite {
+    command: Command,
+    reply: oneshot::Sender<WriteResult>,
+}
+
+/// Counters for `stats cluster`.
+#[derive(Debug, Default)]
+pub struct QueueCounters {
+    /// Batches this peer submitted (locally or forwarded).
+    pub batches: AtomicU64,
+    /// Commands in those batches.
+    pub batched_commands: AtomicU64,
+    /// Leadership confirmations for reads.
+    pub read_rounds: AtomicU64,
+    /// Requests answered `no quorum`.
+    pub no_quorum: AtomicU64,
+    /// Commands applied by this peer's state machine.
+    pub applied_commands: Arc<AtomicU64>,
+}
+
+/// The ordered request queue of one peer.
+pub struct OrderedQueue {
+    me: NodeId,
+    raft: Raft<TypeConfig>,
+    transport: Arc<Transport>,
+    config: OrderConfig,
+    writes: mpsc::Sender<PendingWrite>,
+    reads: mpsc::Sender<oneshot::Sender<Result<u64, QueueError>>>,
+    /// Counters for `stats cluster`.
+    pub counters: QueueCounters,
+}
+
+impl OrderedQueue {
+    /// Opens the log in `config.dir`, rebuilds `store` from its snapshot, starts Raft with
+    /// `members` (every configured peer) and initializes the cluster if this peer is new.
+    /// The caller routes `PeerRequest::Order` payloads to [`OrderedQueue::on_peer_request`].
+    pub async fn start<S: Store>(
+        me: NodeId,
+        members: BTreeMap<NodeId, BasicNode>,
+        store: Arc<S>,
+        transport: Arc<Transport>,
+        config: OrderConfig,
+    ) -> Result<Arc<OrderedQueue>, StartError> {
+        let data_dir = |source| StartError::DataDir {
+            dir: config.dir.display().to_string(),
+            source,
+        };
+        let log = LogStore::open(&config.dir, config.fsync).map_err(data_dir)?;
+        let pristine = log.is_pristine();
+        let counters = QueueCounters::default();
+        let sm = StateMachine::open(store, &config.dir, counters.applied_commands.clone())
+            .await
+            .map_err(|e| StartError::Raft(e.to_string()))?;
+        let election = config.election_timeout.as_millis().max(10) as u64;
+        let raft_config = openraft::Config {
+            cluster_name: "memcord".into(),
+            heartbeat_interval: (config.heartbeat.as_millis() as u64).clamp(5, election / 3),
+            election_timeout_min: election,
+            election_timeout_max: election * 2,
+            install_snapshot_timeout: 5000,
+            snapshot_policy: if config.snapshots {
+                SnapshotPolicy::LogsSinceLast(5000)
+            } else {
+                SnapshotPolicy::Never
+            },
+            max_in_snapshot_log_to_keep: 1000,
+            max_payload_entries: 64,
+            ..Default::default()
+        }
+        .validate()
+        .map_err(|e| StartError::Raft(e.to_string()))?;
+        let network = NetworkFactory {
+            transport: transport.clone(),
+        };
+        let raft = Raft::new(me, Arc::new(raft_config), network, log, sm)
+            .await
+            .map_err(|e| StartError::Raft(e.to_string()))?;
+        if pristine {
+            tracing::info!(
+                ?members,
+                "new peer: initializing the ordered queue's membership"
+            );
+            if let Err(err) = raft.initialize(members).await {
+                tracing::debug!(%err, "initialize refused (already initialized)");
+            }
+        }
+        let (writes, write_rx) = mpsc::channel(16 * 1024);
+        let (reads, read_rx) = mpsc::channel(16 * 1024);
+        let queue = Arc::new(OrderedQueue {
+            me,
+            raft,
+            transport,
+            config,
+            writes,
+            reads,
+            counters,
+        });
+        tokio::spawn(queue.clone().batch_writes(write_rx));
+        tokio::spawn(queue.clone().batch_reads(read_rx));
+        Ok(queue)
+    }
+
+    /// Queues one command and waits for its log index and outcome, at most the quorum
+    /// timeout.
+    pub async fn submit(&self, command: Command) -> WriteResult {
+        let (reply, answer) = oneshot::channel();
+        let deadline = Instant::now() + self.config.quorum_timeout;
+        if self
+            .writes
+            .send(PendingWrite { command, reply })
+            .await
+            .is_err()
+        {
+            return Err(QueueError::Failed("queue stopped".into()));
+        }
+        // The batch carries its own timeout; this one only guards against a lost reply.
+        match tokio::time::timeout_at(deadline + Duration::from_millis(500), answer).await {
+            Ok(Ok(result)) => result,
+            Ok(Err(_)) => Err(QueueError::Failed("queue stopped".into())),
+            Err(_) => Err(self.no_quorum()),
+        }
+    }
+
+    /// An index such that a read served once it is applied here is linearizable: the leader's
+    /// commit index, confirmed by a quorum after this call started.
+    pub async fn read_index(&self) -> Result<u64, QueueError> {
+        let (reply, answer) = oneshot::channel();
+        if self.reads.send(reply).await.is_err() {
+            return Err(QueueError::Failed("queue stopped".into()));
+        }
+        let bound = self.config.quorum_timeout + Duration::from_millis(500);
+        match tokio::time::timeout(bound, answer).await {
+            Ok(Ok(result)) => result,
+            Ok(Err(_)) => Err(QueueError::Failed("queue stopped".into())),
+            Err(_) => Err(self.no_quorum()),
+        }
+    }
+
+    /// Waits until this peer has applied `index`, at most the quorum timeout.
+    pub async fn wait_applied(&self, index: u64) -> Result<(), QueueError> {
+        let mut metrics = self.raft.metrics();
+        let waited = tokio::time::timeout(self.config.quorum_timeout, async {
+            loop {
+                if metrics.borrow().last_applied.map_or(0, |l| l.index) >= index {
+                    return Ok(());
+                }
+                if metrics.changed().await.is_err() {
+                    return Err(QueueError::Failed("raft stopped".into()));
+                }
+            }
+        })
+        .await;
+        waited.unwrap_or_else(|_| Err(self.no_quorum()))
+    }
+
+    /// The last index this peer applied.
+    pub fn applied_index(&self) -> u64 {
+        self.raft
+            .metrics()
+            .borrow()
+            .last_applied
+            .map_or(0, |l| l.index)
+    }
+
+    /// This peer's role.
+    pub fn role(&self) -> Role {
+        match self.raft.metrics().borrow().state {
+            ServerState::Leader => Role::Leader,
+            ServerState::Follower => Role::Follower,
+            ServerState::Candidate => Role::Candidate,
+            _ => Role::Other,
+        }
+    }
+
+    /// The leader this peer knows of.
+    pub fn leader(&self) -> Option<NodeId> {
+        self.raft.metrics().borrow().current_leader
+    }
+
+    /// `(term, last log index, commit-visible applied index)` for status lines.
+    pub fn positions(&self) -> (u64, u64, u64) {
+        let m = self.raft.metrics().borrow().clone();
+        (
+            m.current_term,
+            m.last_log_index.unwrap_or(0),
+            m.last_applied.map_or(0, |l| l.index),
+        )
+    }
+
+    /// The configured quorum timeout.
+    pub fn quorum_timeout(&self) -> Duration {
+        self.config.quorum_timeout
+    }
+
+    /// Stops Raft.
+    pub async fn shutdown(&self) {
+        let _ = self.raft.shutdown().await;
+    }
+
+    fn no_quorum(&self) -> QueueError {
+        self.counters.no_quorum.fetch_add(1, Ordering::Relaxed);
+        QueueError::NoQuorum
+    }
+
+    async fn batch_writes(self: Arc<Self>, mut rx: mpsc::Receiver<PendingWrite>) {
+        let slots = Arc::new(Semaphore::new(self.config.max_inflight.max(1)));
+        while let Some(first) = rx.recv().await {
+            let Ok(permit) = slots.clone().acquire_owned().await else {
+                return;
+            };
+            let mut batch = vec![first];
+            while batch.len() < self.config.max_batch {
+                match rx.try_recv() {
+                    Ok(more) => batch.push(more),
+                    Err(_) => break,
+                }
+            }
+            let this = self.clone();
+            tokio::spawn(async move {
+                let (commands, replies): (Vec<_>, Vec<_>) =
+                    batch.into_iter().map(|p| (p.command, p.reply)).unzip();
+                this.counters.batches.fetch_add(1, Ordering::Relaxed);
+                this.counters
+                    .batched_commands
+                    .fetch_add(commands.len() as u64, Ordering::Relaxed);
+                let result = tokio::time::timeout(
+                    this.config.quorum_timeout,
+                    this.write_batch(Batch { commands }),
+                )
+                .await
+                .unwrap_or_else(|_| Err(this.no_quorum()));
+                drop(permit);
+                match result {
+                    Ok((index, reply)) => {
+                        for (tx, outcome) in replies.into_iter().zip(reply.outcomes) {
+                            let _ = tx.send(Ok((index, outcome)));
+                        }
+                    }
+                    Err(err) => {
+                        for tx in replies {
+                            let _ = tx.send(Err(err.clone()));
+                        }
+                    }
+                }
+            });
+        }
+    }
+
+    async fn batch_reads(
+        self: Arc<Self>,
+        mut rx: mpsc::Receiver<oneshot::Sender<Result<u64, QueueError>>>,
+    ) {
+        let slots = Arc::new(Semaphore::new(2));
+        while let Some(first) = rx.recv().await {
+            let Ok(permit) = slots.clone().acquire_owned().await else {
+                return;
+            };
+            let mut waiting = vec![first];
+            while let Ok(more) = rx.try_recv() {
+                waiting.push(more);
+            }
+            let this = self.clone();
+            tokio::spawn(async move {
+                this.counters.read_rounds.fetch_add(1, Ordering::Relaxed);
+                let result =
+                    tokio::time::timeout(this.config.quorum_timeout, this.find_read_index())
+                        .await
+                        .unwrap_or_else(|_| Err(this.no_quorum()));
+                drop(permit);
+                for tx in waiting {
+                    let _ = tx.send(result.clone());
+                }
+            });
+        }
+    }
+
+    /// A known leader (waits for one; the caller bounds the wait).
+    async fn leader_now(&self) -> Result<NodeId, QueueError> {
+        let mut metrics = self.raft.metrics();
+        loop {
+            if let Some(leader) = metrics.borrow().current_leader {
+                return Ok(leader);
+            }
+            if metrics.changed().await.is_err() {
+                return Err(QueueError::Failed("raft stopped".into()));
+            }
+        }
+    }
+
+    /// Lets a leader change settle before trying again.
+    async fn pause(&self) {
+        tokio::time::sleep(self.config.heartbeat.min(Duration::from_millis(50))).await;
+    }
+
+    async fn write_batch(&self, batch: Batch) -> Result<(u64, BatchReply), QueueError> {
+        loop {
+            let leader = self.leader_now().await?;
+            if leader == self.me {
+                match self.write_here(batch.clone()).await {
+                    Err(QueueError::NotLeader) => self.pause().await,
+                    other => return other,
+                }
+                continue;
+            }
+            let request = OrderRequest::Write(batch.clone());
+            match call(
+                &self.transport,
+                leader,
+                &request,
+                self.config.quorum_timeout,
+            )
+            .await
+            {
+                Ok(OrderResponse::Write(Err(QueueError::NotLeader))) => self.pause().await,
+                Ok(OrderResponse::Write(result)) => return result,
+                Ok(_) => return Err(QueueError::Failed("unexpected answer".into())),
+                Err(CallError::NotConnected(_)) => self.pause().await,
+                Err(err) => return Err(QueueError::Indeterminate(err.to_string())),
+            }
+        }
+    }
+
+    /// Appends a batch if this peer leads; [`QueueError::NotLeader`] means it was not queued.
+    async fn write_here(&self, batch: Batch) -> Result<(u64, BatchReply), QueueError> {
+        if self.leader() != Some(self.me) {
+            return Err(QueueError::NotLeader);
+        }
+        match self.raft.client_write(batch).await {
+            Ok(written) => Ok((written.log_id.index, written.data)),
+            Err(RaftError::APIError(ClientWriteError::ForwardToLeader(_))) => {
+                Err(QueueError::NotLeader)
+            }
+            Err(err) => Err(QueueError::Failed(err.to_string())),
+        }
+    }
+
+    async fn find_read_index(&self) -> Result<u64, QueueError> {
+        loop {
+            let leader = self.leader_now().await?;
+            let result = if leader == self.me {
+                self.read_index_here().await
+            } else {
+                match call(
+                    &self.transport,
+                    leader,
+                    &OrderRequest::ReadIndex,
+                    self.config.quorum_timeout,
+                )
+                .await
+                {
+                    Ok(OrderResponse::ReadIndex(result)) => result,
+                    Ok(_) => Err(QueueError::Failed("unexpected answer".into())),
+                    // A read changes nothing: asking again is always safe.
+                    Err(_) => Err(QueueError::NotLeader),
+                }
+            };
+            match result {
+                Err(QueueError::NotLeader) => self.pause().await,
+                other => return other,
+            }
+        }
+    }
+
+    async fn read_index_here(&self) -> Result<u64, QueueError> {
+        match self.raft.get_read_log_id().await {
+            Ok((read, _applied)) => Ok(read.map_or(0, |l| l.index)),
+            Err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(_))) => {
+                Err(QueueError::NotLeader)
+            }
+            Err(RaftError::APIError(CheckIsLeaderError::QuorumNotEnough(_))) => {
+                Err(QueueError::NotLeader)
+            }
+            Err(err) => Err(QueueError::Failed(err.to_string())),
+        }
+    }
+
+    /// Serves one `PeerRequest::Order` payload from `from`.
+    pub async fn on_peer_request(&self, payload: &[u8]) -> PeerResponse {
+        let request: OrderRequest = match postcard::from_bytes(payload) {
+            Ok(request) => request,
+            Err(err) => return PeerResponse::Error(format!("undecodable queue request: {err}")),
+        };
+        let response = match request {
+            OrderRequest::AppendEntries(rpc) => {
+                OrderResponse::AppendEntries(self.raft.append_entries(rpc).await)
+            }
+            OrderRequest::Vote(rpc) => OrderResponse::Vote(self.raft.vote(rpc).await),
+            OrderRequest::InstallSnapshot(rpc) => {
+                OrderResponse::InstallSnapshot(self.raft.install_snapshot(rpc).await)
+            }
+            OrderRequest::Write(batch) => OrderResponse::Write(
+                tokio::time::timeout(self.config.quorum_timeout, self.write_here(batch))
+                    .await
+                    .unwrap_or(Err(QueueError::NoQuorum)),
+            ),
+            OrderRequest::ReadIndex => OrderResponse::ReadIndex(
+                tokio::time::timeout(self.config.quorum_timeout, self.read_index_here())
+                    .await
+                    .unwrap_or(Err(QueueError::NoQuorum)),
+            ),
+        };
+        PeerResponse::Order(encode(&response))
+    }
+}

@@ -1,0 +1,285 @@
+//! The ordered queue's state machine: the peer's store, fed batches of commands in log order
+//! through the one [`replicated::apply`].
+//!
+//! **Versions follow the log.** A command carries the hybrid-clock version its coordinator
+//! stamped, but two coordinators' clocks need not agree with the order the leader picked. So
+//! the state machine raises a version that is not above the last applied one to just above it
+//! (same peer bits). Every replica does the same on the same log, so versions and cas ids stay
+//! identical everywhere, and a `flush_all` never hides a write that the log ordered after it.
+//!
+//! **Snapshots** are built from the store itself ([`Store::dump`]), taken while the state
+//! machine is held (openraft does not apply entries while `get_snapshot_builder` runs), so a
+//! snapshot is exactly the state at its last log id. The current snapshot is also written to
+//! `data_dir/peer-N/snapshot`, so a restarted peer with an embedded store reloads it and replays
+//! only the log after it. A store that cannot list its items (memcached, until `lru_crawler
+//! metadump` is used) never snapshots: its peer keeps the whole log (see `SnapshotPolicy`).
+
+use super::{Batch, BatchReply, Entry, NodeId, TypeConfig};
+use crate::clock::Timestamp;
+use crate::replicated::{apply, Command};
+use crate::store::{Item, Store};
+use bytes::Bytes;
+use openraft::storage::RaftStateMachine;
+use openraft::{
+    EntryPayload, LogId, RaftSnapshotBuilder, Snapshot, SnapshotMeta, StorageError, StorageIOError,
+    StoredMembership,
+};
+use serde::{Deserialize, Serialize};
+use std::io::Cursor;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+type Slot = Arc<parking_lot::Mutex<Option<StoredSnapshot>>>;
+type Meta = SnapshotMeta<NodeId, openraft::BasicNode>;
+
+/// What a snapshot holds: every live item and the version high-water mark.
+#[derive(Serialize, Deserialize)]
+struct Image {
+    last_version: Timestamp,
+    items: Vec<(Bytes, Item)>,
+}
+
+/// A snapshot as kept on disk and in memory.
+#[derive(Serialize, Deserialize, Clone)]
+struct StoredSnapshot {
+    meta: Meta,
+    data: Vec<u8>,
+}
+
+/// The state machine handed to openraft.
+pub struct StateMachine<S: Store> {
+    store: Arc<S>,
+    dir: PathBuf,
+    applied: Option<LogId<NodeId>>,
+    membership: StoredMembership<NodeId, openraft::BasicNode>,
+    last_version: Timestamp,
+    /// The current snapshot, shared with builders finishing on their own tasks.
+    snapshot: Slot,
+    snapshot_seq: u64,
+    /// Commands applied (for `stats cluster`).
+    applied_commands: Arc<AtomicU64>,
+}
+
+fn sm_err(e: impl std::error::Error + 'static) -> StorageError<NodeId> {
+    StorageIOError::write_state_machine(openraft::AnyError::new(&e)).into()
+}
+
+fn snap_err(e: impl std::error::Error + 'static) -> StorageError<NodeId> {
+    StorageIOError::write_snapshot(None, openraft::AnyError::new(&e)).into()
+}
+
+impl<S: Store> StateMachine<S> {
+    /// A state machine over `store`. The store is emptied, then loaded from the snapshot kept
+    /// in `dir` if there is one: the log after that snapshot is replayed by openraft, and a
+    /// replay on top of older contents would apply commands twice.
+    pub async fn open(
+        store: Arc<S>,
+        dir: &Path,
+        applied_commands: Arc<AtomicU64>,
+    ) -> Result<StateMachine<S>, StorageError<NodeId>> {
+        store.clear().await.map_err(sm_err)?;
+        let mut sm = StateMachine {
+            store,
+            dir: dir.to_path_buf(),
+            applied: None,
+            membership: StoredMembership::default(),
+            last_version: Timestamp::ZERO,
+            snapshot: Slot::default(),
+            snapshot_seq: 0,
+            applied_commands,
+        };
+        match std::fs::read(dir.join("snapshot")) {
+            Ok(bytes) => {
+                let stored: StoredSnapshot = postcard::from_bytes(&bytes).map_err(snap_err)?;
+                sm.load(&stored.meta, &stored.data).await?;
+                *sm.snapshot.lock() = Some(stored);
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(snap_err(e)),
+        }
+        Ok(sm)
+    }
+
+    async fn load(&mut self, meta: &Meta, data: &[u8]) -> Result<(), StorageError<NodeId>> {
+        let image: Image = postcard::from_bytes(data).map_err(snap_err)?;
+        self.store.clear().await.map_err(sm_err)?;
+        for (key, item) in image.items {
+            self.store.set(key, item).await.map_err(sm_err)?;
+        }
+        self.last_version = image.last_version;
+        self.applied = meta.last_log_id;
+        self.membership = meta.last_membership.clone();
+        Ok(())
+    }
+
+    /// Raises the command's version above the last applied one (see the module docs).
+    fn restamp(&mut self, command: &mut Command) {
+        let Some(original) = command.version() else {
+            return;
+        };
+        let version = if original > self.last_version {
+            original
+        } else {
+            Timestamp::from_u64(
+                ((self.last_version.as_u64() >> 8) + 1) << 8 | original.peer() as u64,
+            )
+        };
+        self.last_version = version;
+        match command {
+            Command::Write { version: v, .. }
+            | Command::Delete { version: v, .. }
+            | Command::Arith { version: v, .. }
+            | Command::Touch { version: v, .. }
+            | Command::Gat { version: v, .. } => *v = version,
+            Command::FlushAll { cutoff, version: v } => {
+                if *cutoff == original {
+                    *cutoff = version;
+                }
+                *v = version;
+            }
+            Command::Get { .. } => {}
+        }
+    }
+
+    async fn apply_batch(&mut self, batch: Batch) -> BatchReply {
+        let mut outcomes = Vec::with_capacity(batch.commands.len());
+        for mut command in batch.commands {
+            self.restamp(&mut command);
+            outcomes.push(apply(self.store.as_ref(), command).await);
+        }
+        self.applied_commands
+            .fetch_add(outcomes.len() as u64, Ordering::Relaxed);
+        BatchReply { outcomes }
+    }
+}
+
+/// Writes the current snapshot to `dir/snapshot` (tmp + fsync + rename).
+#[allow(clippy::result_large_err)] // openraft's error type, as its traits require
+fn persist(dir: &Path, stored: &StoredSnapshot) -> Result<(), StorageError<NodeId>> {
+    let bytes = postcard::to_allocvec(stored).map_err(snap_err)?;
+    let tmp = dir.join("snapshot.tmp");
+    std::fs::write(&tmp, &bytes).map_err(snap_err)?;
+    std::fs::File::open(&tmp)
+        .and_then(|f| f.sync_all())
+        .map_err(snap_err)?;
+    std::fs::rename(&tmp, dir.join("snapshot")).map_err(snap_err)
+}
+
+/// Builds a snapshot from an image taken while the state machine was held.
+pub struct SnapshotBuilder {
+    image: Result<Image, crate::store::StoreError>,
+    meta: Meta,
+    dir: PathBuf,
+    slot: Slot,
+}
+
+impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
+    async fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>, StorageError<NodeId>> {
+        let image = std::mem::replace(
+            &mut self.image,
+            Err(crate::store::StoreError::Unsupported("built twice".into())),
+        )
+        .map_err(snap_err)?;
+        let data = postcard::to_allocvec(&image).map_err(snap_err)?;
+        let stored = StoredSnapshot {
+            meta: self.meta.clone(),
+            data,
+        };
+        persist(&self.dir, &stored)?;
+        *self.slot.lock() = Some(stored.clone());
+        Ok(Snapshot {
+            meta: stored.meta,
+            snapshot: Box::new(Cursor::new(stored.data)),
+        })
+    }
+}
+
+impl<S: Store> RaftStateMachine<TypeConfig> for StateMachine<S> {
+    type SnapshotBuilder = SnapshotBuilder;
+
+    async fn applied_state(
+        &mut self,
+    ) -> Result<
+        (
+            Option<LogId<NodeId>>,
+            StoredMembership<NodeId, openraft::BasicNode>,
+        ),
+        StorageError<NodeId>,
+    > {
+        Ok((self.applied, self.membership.clone()))
+    }
+
+    async fn apply<I>(&mut self, entries: I) -> Result<Vec<BatchReply>, StorageError<NodeId>>
+    where
+        I: IntoIterator<Item = Entry> + Send,
+        I::IntoIter: Send,
+    {
+        let mut replies = Vec::new();
+        for entry in entries {
+            self.applied = Some(entry.log_id);
+            match entry.payload {
+                EntryPayload::Blank => replies.push(BatchReply::default()),
+                EntryPayload::Normal(batch) => replies.push(self.apply_batch(batch).await),
+                EntryPayload::Membership(membership) => {
+                    self.membership = StoredMembership::new(Some(entry.log_id), membership);
+                    replies.push(BatchReply::default());
+                }
+            }
+        }
+        Ok(replies)
+    }
+
+    async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
+        self.snapshot_seq += 1;
+        let image = self.store.dump().await.map(|items| Image {
+            last_version: self.last_version,
+            items,
+        });
+        SnapshotBuilder {
+            image,
+            meta: Meta {
+                last_log_id: self.applied,
+                last_membership: self.membership.clone(),
+                snapshot_id: format!(
+                    "{}-{}",
+                    self.applied.map(|l| l.index).unwrap_or(0),
+                    self.snapshot_seq
+                ),
+            },
+            dir: self.dir.clone(),
+            slot: self.snapshot.clone(),
+        }
+    }
+
+    async fn begin_receiving_snapshot(
+        &mut self,
+    ) -> Result<Box<Cursor<Vec<u8>>>, StorageError<NodeId>> {
+        Ok(Box::new(Cursor::new(Vec::new())))
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        meta: &Meta,
+        snapshot: Box<Cursor<Vec<u8>>>,
+    ) -> Result<(), StorageError<NodeId>> {
+        let data = snapshot.into_inner();
+        self.load(meta, &data).await?;
+        let stored = StoredSnapshot {
+            meta: meta.clone(),
+            data,
+        };
+        persist(&self.dir, &stored)?;
+        *self.snapshot.lock() = Some(stored);
+        Ok(())
+    }
+
+    async fn get_current_snapshot(
+        &mut self,
+    ) -> Result<Option<Snapshot<TypeConfig>>, StorageError<NodeId>> {
+        Ok(self.snapshot.lock().clone().map(|s| Snapshot {
+            meta: s.meta,
+            snapshot: Box::new(Cursor::new(s.data)),
+        }))
+    }
+}

@@ -1,0 +1,329 @@
+//! The linearizable and sequential modes end to end: three real `memcord peer` processes on
+//! loopback agreeing on one order through Raft.
+
+mod common;
+
+use common::cases::run_cases;
+use common::cluster::{get, wait_for, Cluster, ClusterSpec};
+use common::peer::RawClient;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Sends one request and returns its one-line reply.
+fn line(client: &mut RawClient, request: &str) -> String {
+    client.send(request.as_bytes());
+    String::from_utf8(client.read_until(b"\r\n")).expect("utf-8 reply")
+}
+
+fn set(client: &mut RawClient, key: &str, value: &str) -> String {
+    line(
+        client,
+        &format!("set {key} 0 0 {}\r\n{value}\r\n", value.len()),
+    )
+}
+
+fn stat(cluster: &Cluster, id: usize, name: &str) -> String {
+    cluster
+        .cluster_stats(id)
+        .into_iter()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v)
+        .unwrap_or_default()
+}
+
+fn behaviour_table_through_every_peer(consistency: &'static str) {
+    let cluster = Cluster::start(ClusterSpec::ordered(consistency));
+    for addr in &cluster.client_addrs {
+        run_cases(*addr);
+    }
+}
+
+#[test]
+fn linearizable_behaves_like_one_memcached_through_every_peer() {
+    behaviour_table_through_every_peer("linearizable");
+}
+
+#[test]
+fn sequential_behaves_like_one_memcached_through_every_peer() {
+    behaviour_table_through_every_peer("sequential");
+}
+
+/// N clients × M `incr` spread over every peer end at exactly N×M.
+fn concurrent_incr_sums_exactly(cluster: &Cluster, clients_per_peer: usize, incrs: u64) {
+    let mut c = cluster.client(0);
+    assert_eq!(set(&mut c, "counter", "0"), "STORED\r\n");
+    let mut threads = Vec::new();
+    for peer in 0..cluster.client_addrs.len() {
+        for _ in 0..clients_per_peer {
+            let addr = cluster.client_addrs[peer];
+            threads.push(std::thread::spawn(move || {
+                let mut client = RawClient::connect(addr);
+                for _ in 0..incrs {
+                    let reply = line(&mut client, "incr counter 1\r\n");
+                    assert!(
+                        reply.trim().parse::<u64>().is_ok(),
+                        "incr answered {reply:?}"
+                    );
+                }
+            }));
+        }
+    }
+    for t in threads {
+        t.join().expect("incr thread");
+    }
+    let total = (cluster.client_addrs.len() * clients_per_peer) as u64 * incrs;
+    for peer in 0..cluster.client_addrs.len() {
+        let mut client = cluster.client(peer);
+        // Sequential reads are local: write through this connection first so the read waits
+        // for everything ordered before that write.
+        line(&mut client, "touch counter 0\r\n");
+        assert_eq!(
+            get(&mut client, "counter"),
+            Some(total.to_string().into_bytes()),
+            "peer {peer}"
+        );
+    }
+}
+
+#[test]
+fn linearizable_incr_from_every_peer_sums_exactly() {
+    let cluster = Cluster::start(ClusterSpec::ordered("linearizable"));
+    concurrent_incr_sums_exactly(&cluster, 3, 40);
+    // Every write went through exactly one batch: 1 set, 360 increments, 3 touches.
+    let batched: u64 = (0..3)
+        .map(|id| {
+            stat(&cluster, id, "cluster_batched_commands")
+                .parse::<u64>()
+                .unwrap()
+        })
+        .sum();
+    assert_eq!(batched, 364);
+}
+
+#[test]
+fn sequential_incr_from_every_peer_sums_exactly() {
+    let cluster = Cluster::start(ClusterSpec::ordered("sequential"));
+    concurrent_incr_sums_exactly(&cluster, 3, 40);
+}
+
+#[test]
+fn linearizable_concurrent_cas_loops_never_lose_an_update() {
+    let cluster = Cluster::start(ClusterSpec::ordered("linearizable"));
+    assert_eq!(set(&mut cluster.client(0), "cas-key", "0"), "STORED\r\n");
+    let rounds = 15;
+    let threads: Vec<_> = (0..3)
+        .map(|peer| {
+            let addr = cluster.client_addrs[peer];
+            std::thread::spawn(move || {
+                let mut client = RawClient::connect(addr);
+                let mut done = 0;
+                let mut attempts = 0;
+                while done < rounds {
+                    attempts += 1;
+                    assert!(attempts < 10_000, "cas loop made no progress");
+                    client.send(b"gets cas-key\r\n");
+                    let reply = String::from_utf8(client.read_until(b"END\r\n")).unwrap();
+                    let mut parts = reply.lines().next().unwrap().split(' ');
+                    let cas: u64 = parts.nth(4).unwrap().parse().unwrap();
+                    let value: u64 = reply.lines().nth(1).unwrap().parse().unwrap();
+                    let next = (value + 1).to_string();
+                    let request = format!("cas cas-key 0 0 {} {cas}\r\n{next}\r\n", next.len());
+                    match line(&mut client, &request).as_str() {
+                        "STORED\r\n" => done += 1,
+                        "EXISTS\r\n" => {}
+                        other => panic!("cas answered {other:?}"),
+                    }
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().expect("cas thread");
+    }
+    assert_eq!(
+        get(&mut cluster.client(1), "cas-key"),
+        Some((3 * rounds).to_string().into_bytes())
+    );
+}
+
+#[test]
+fn linearizable_acknowledged_write_is_visible_through_every_other_peer() {
+    let cluster = Cluster::start(ClusterSpec::ordered("linearizable"));
+    let mut clients: Vec<RawClient> = (0..3).map(|id| cluster.client(id)).collect();
+    for round in 0..30 {
+        let writer = round % 3;
+        let value = format!("v{round}");
+        assert_eq!(set(&mut clients[writer], "seen", &value), "STORED\r\n");
+        for (reader, client) in clients.iter_mut().enumerate() {
+            assert_eq!(
+                get(client, "seen"),
+                Some(value.clone().into_bytes()),
+                "round {round}: written through {writer}, read through {reader}"
+            );
+        }
+    }
+}
+
+#[test]
+fn sequential_client_reads_its_own_writes_through_a_follower() {
+    let cluster = Cluster::start(ClusterSpec::ordered("sequential"));
+    let leader = cluster.leader(Duration::from_secs(10));
+    let follower = (leader + 1) % 3;
+    let mut client = cluster.client(follower);
+    for round in 0..100 {
+        let value = format!("mine-{round}");
+        assert_eq!(set(&mut client, "own", &value), "STORED\r\n");
+        assert_eq!(get(&mut client, "own"), Some(value.into_bytes()));
+    }
+}
+
+/// Writes `incr load 1` through `addr` until `stop`, counting acknowledged increments and
+/// those whose outcome is unknown (an error reply: the increment may or may not be applied).
+fn incr_loop(
+    addr: std::net::SocketAddr,
+    stop: Arc<AtomicBool>,
+    acked: Arc<AtomicU64>,
+    unknown: Arc<AtomicU64>,
+) -> std::thread::JoinHandle<()> {
+    std::thread::spawn(move || {
+        let mut client = RawClient::connect(addr);
+        while !stop.load(Ordering::SeqCst) {
+            let reply = line(&mut client, "incr load 1\r\n");
+            if reply.trim().parse::<u64>().is_ok() {
+                acked.fetch_add(1, Ordering::SeqCst);
+            } else {
+                assert!(reply.starts_with("SERVER_ERROR"), "incr answered {reply:?}");
+                unknown.fetch_add(1, Ordering::SeqCst);
+            }
+        }
+    })
+}
+
+#[test]
+fn linearizable_survives_sigkill_of_the_leader_and_the_peer_catches_up_on_restart() {
+    let mut cluster = Cluster::start(ClusterSpec::ordered("linearizable"));
+    assert_eq!(set(&mut cluster.client(0), "load", "0"), "STORED\r\n");
+    let leader = cluster.leader(Duration::from_secs(10));
+    let survivors: Vec<usize> = (0..3).filter(|&id| id != leader).collect();
+    let stop = Arc::new(AtomicBool::new(false));
+    let acked = Arc::new(AtomicU64::new(0));
+    let unknown = Arc::new(AtomicU64::new(0));
+    let mut writers = Vec::new();
+    for &id in &survivors {
+        for _ in 0..2 {
+            writers.push(incr_loop(
+                cluster.client_addrs[id],
+                stop.clone(),
+                acked.clone(),
+                unknown.clone(),
+            ));
+        }
+    }
+    wait_for(Duration::from_secs(10), || {
+        acked.load(Ordering::SeqCst) > 50
+    })
+    .expect("load is acknowledged before the kill");
+    cluster.kill(leader);
+    let killed_at = Instant::now();
+    let before = acked.load(Ordering::SeqCst);
+    // Service resumes: acknowledgements flow again through the survivors.
+    let resumed = wait_for(Duration::from_secs(10), || {
+        acked.load(Ordering::SeqCst) > before + 20
+    })
+    .expect("service resumes after the leader is killed");
+    eprintln!(
+        "fail-over: writes acknowledged again {:?} after SIGKILL of leader {leader}",
+        killed_at.elapsed().min(resumed + Duration::from_millis(1))
+    );
+    stop.store(true, Ordering::SeqCst);
+    for w in writers {
+        w.join().expect("writer");
+    }
+    let (acked, unknown) = (acked.load(Ordering::SeqCst), unknown.load(Ordering::SeqCst));
+    let value: u64 = String::from_utf8(get(&mut cluster.client(survivors[0]), "load").unwrap())
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(
+        value >= acked && value <= acked + unknown,
+        "value {value}, acknowledged {acked}, unknown {unknown}"
+    );
+    // The killed peer restarts from its data directory and catches up.
+    cluster.start_peer(leader);
+    cluster.wait_serving(leader, Duration::from_secs(20));
+    let mut restarted = cluster.client(leader);
+    assert_eq!(
+        get(&mut restarted, "load"),
+        Some(value.to_string().into_bytes())
+    );
+    assert_eq!(set(&mut restarted, "after", "restart"), "STORED\r\n");
+    let applied = |id| stat(&cluster, id, "cluster_applied_index");
+    wait_for(Duration::from_secs(10), || {
+        applied(leader) == applied(survivors[0])
+    })
+    .expect("the restarted peer applies everything the others did");
+}
+
+#[test]
+fn linearizable_failed_peer_answers_no_quorum_and_catches_up_after_recover() {
+    let cluster = Cluster::start(ClusterSpec::ordered("linearizable"));
+    let mut cut = cluster.client(2);
+    assert_eq!(set(&mut cut, "before", "fail"), "STORED\r\n");
+    assert_eq!(line(&mut cut, "fail\r\n"), "OK\r\n");
+    // The other two go on (after an election if the cut peer led).
+    let mut other = cluster.client(0);
+    let resumed = wait_for(Duration::from_secs(10), || {
+        set(&mut other, "during", "cut") == "STORED\r\n"
+    });
+    assert!(resumed.is_some(), "the majority serves\n{}", cluster.logs());
+    // The cut peer answers no quorum, within the bound, for writes and reads alike.
+    for request in ["set x 0 0 1\r\nx\r\n", "get during\r\n"] {
+        let started = Instant::now();
+        assert_eq!(line(&mut cut, request), "SERVER_ERROR no quorum\r\n");
+        assert!(started.elapsed() < Duration::from_secs(4), "{request:?}");
+    }
+    assert_eq!(line(&mut cut, "recover\r\n"), "OK\r\n");
+    // Until its links are back, the recovered peer may still answer `no quorum`.
+    let caught_up = wait_for(Duration::from_secs(15), || {
+        cut.send(b"get during\r\n");
+        let mut reply = Vec::new();
+        while !(reply.ends_with(b"END\r\n")
+            || reply.starts_with(b"SERVER_ERROR") && reply.ends_with(b"\r\n"))
+        {
+            reply.extend(cut.read_until(b"\r\n"));
+        }
+        reply == b"VALUE during 0 3\r\ncut\r\nEND\r\n"
+    });
+    assert!(
+        caught_up.is_some(),
+        "the recovered peer catches up\n{}",
+        cluster.logs()
+    );
+}
+
+#[test]
+fn a_lone_peer_answers_no_quorum_within_the_bound() {
+    let mut cluster = Cluster::start(ClusterSpec::ordered("sequential"));
+    cluster.kill(0);
+    cluster.kill(1);
+    let mut lone = cluster.client(2);
+    let started = Instant::now();
+    assert_eq!(set(&mut lone, "k", "v"), "SERVER_ERROR no quorum\r\n");
+    assert!(started.elapsed() < Duration::from_secs(4));
+}
+
+#[test]
+fn both_ordered_modes_run_over_real_memcached_backends() {
+    for consistency in ["linearizable", "sequential"] {
+        let mut spec = ClusterSpec::ordered(consistency);
+        spec.memcached = true;
+        let cluster = Cluster::start(spec);
+        concurrent_incr_sums_exactly(&cluster, 2, 20);
+        let mut writer = cluster.client(1);
+        assert_eq!(set(&mut writer, "mc", "value"), "STORED\r\n");
+        let mut reader = cluster.client(2);
+        line(&mut reader, "touch mc 0\r\n");
+        assert_eq!(get(&mut reader, "mc"), Some(b"value".to_vec()));
+    }
+}
