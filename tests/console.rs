@@ -133,7 +133,20 @@ fn console_drives_a_three_peer_cluster() {
         "VALUE greeting 0 11\nhello world\nEND\n",
     );
 
-    // `show`: a summary line, the header, one row per peer.
+    // `show`: a summary line, the header, one row per peer. Peer 0 learns that the others
+    // serve from their heartbeats, so wait for that view before asserting on it.
+    let everyone_serving = common::cluster::wait_for(Duration::from_secs(10), || {
+        let stats = cluster.cluster_stats(0);
+        (1..3).all(|id| {
+            stats
+                .iter()
+                .any(|(k, v)| k == &format!("peer.{id}.serving") && v == "true")
+        })
+    });
+    assert!(
+        everyone_serving.is_some(),
+        "peer 0 never saw the others serving"
+    );
     let run = console(port(0), "show\n");
     assert!(run.status.success(), "{}", run.stderr);
     let mut lines = run.stdout.lines();
