@@ -32,15 +32,15 @@ pub fn nonce() -> [u8; 32] {
     n
 }
 
-/// The proof one side sends for this handshake.
-pub fn proof(
+/// The keyed MAC over one handshake's nonces and ids, for one side.
+fn handshake_mac(
     secret: &[u8],
     side: Side,
     dialer_nonce: &[u8; 32],
     acceptor_nonce: &[u8; 32],
     dialer: PeerId,
     acceptor: PeerId,
-) -> [u8; 32] {
+) -> Hmac<Sha256> {
     let mut mac = Hmac::<Sha256>::new_from_slice(secret).expect("HMAC takes keys of any length");
     mac.update(match side {
         Side::Dialer => b"memcord-dial",
@@ -50,7 +50,22 @@ pub fn proof(
     mac.update(acceptor_nonce);
     mac.update(&dialer.to_be_bytes());
     mac.update(&acceptor.to_be_bytes());
-    mac.finalize().into_bytes().into()
+    mac
+}
+
+/// The proof one side sends for this handshake.
+pub fn proof(
+    secret: &[u8],
+    side: Side,
+    dialer_nonce: &[u8; 32],
+    acceptor_nonce: &[u8; 32],
+    dialer: PeerId,
+    acceptor: PeerId,
+) -> [u8; 32] {
+    handshake_mac(secret, side, dialer_nonce, acceptor_nonce, dialer, acceptor)
+        .finalize()
+        .into_bytes()
+        .into()
 }
 
 /// Checks a received proof in constant time.
@@ -63,16 +78,9 @@ pub fn verify(
     acceptor: PeerId,
     received: &[u8; 32],
 ) -> bool {
-    let mut mac = Hmac::<Sha256>::new_from_slice(secret).expect("HMAC takes keys of any length");
-    mac.update(match side {
-        Side::Dialer => b"memcord-dial",
-        Side::Acceptor => b"memcord-accept",
-    });
-    mac.update(dialer_nonce);
-    mac.update(acceptor_nonce);
-    mac.update(&dialer.to_be_bytes());
-    mac.update(&acceptor.to_be_bytes());
-    mac.verify_slice(received).is_ok()
+    handshake_mac(secret, side, dialer_nonce, acceptor_nonce, dialer, acceptor)
+        .verify_slice(received)
+        .is_ok()
 }
 
 #[cfg(test)]
