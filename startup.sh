@@ -135,15 +135,19 @@ abandon() {
     exit 1
 }
 
-# Waits until `ask host port request` prints a line matching `pattern`, while `pid` lives.
+# Waits until `ask host port request` prints a line matching `pattern` and none matching
+# `not_pattern`, while `pid` lives.
 wait_answer() {
-    local name="$1" pid="$2" host="$3" port="$4" request="$5" pattern="$6" log="$7" i
+    local name="$1" pid="$2" host="$3" port="$4" request="$5" pattern="$6" log="$7"
+    local not_pattern="${8:-}" i reply
     for ((i = 0; i < timeout_s * 10; i++)); do
         if ! alive "$pid"; then
             abandon "$name exited while starting; $log:
 $(tail -n 20 "$log" 2>/dev/null)"
         fi
-        if ask "$host" "$port" "$request" | grep -q "$pattern"; then
+        reply="$(ask "$host" "$port" "$request" | tr -d '\r')"
+        if grep -q "$pattern" <<<"$reply" \
+            && { [ -z "$not_pattern" ] || ! grep -q "$not_pattern" <<<"$reply"; }; then
             return 0
         fi
         sleep 0.1
@@ -181,9 +185,11 @@ done
 for id in "${ids[@]}"; do
     addr="${client_addr[$id]}"
     pid="$(cat "$run/pids/peer-$id.pid")"
-    # A cluster of one has no `stats cluster` (ERROR) and serves at once.
+    # Serving, and in the ordered modes with a leader elected; a cluster of one has no
+    # `stats cluster` (ERROR) and serves at once.
     wait_answer "peer $id" "$pid" "$(host_of "$addr")" "$(port_of "$addr")" "stats cluster" \
-        '^STAT cluster_state serving\|^ERROR' "$run/logs/peer-$id.out"
+        '^STAT cluster_state serving$\|^ERROR$' "$run/logs/peer-$id.out" \
+        '^STAT cluster_leader none$'
 done
 
 echo "startup.sh: ${#ids[@]} peers serving (kv: $kv_type, mode: ${consistency:-from $(basename "$config")})"

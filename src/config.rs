@@ -330,6 +330,16 @@ impl PeerConfig {
             ),
             ("memcord_log_level".into(), self.server.log_level.clone()),
         ];
+        if self.peers.len() > 1 {
+            // Every peer's client address, so a client of this one (the console's `fail N`)
+            // can reach any of them, whatever the mode.
+            for (id, addrs) in &self.peers {
+                lines.push((
+                    format!("memcord_peer.{id}.client_addr"),
+                    addrs.client_addr.to_string(),
+                ));
+            }
+        }
         if self.kv.kv_type == KvType::Memcached {
             lines.push(("memcord_kv_addr".into(), me.kv_addr.to_string()));
             lines.push((

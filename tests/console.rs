@@ -312,3 +312,74 @@ fn console_exits_non_zero_when_the_connection_fails() {
         run.stderr
     );
 }
+
+#[test]
+fn console_shows_and_fails_peers_of_a_linearizable_cluster() {
+    let cluster = Cluster::start(ClusterSpec::ordered("linearizable"));
+    let leader = cluster.leader(Duration::from_secs(20));
+    let follower = (leader + 1) % 3;
+    let port = |id: usize| cluster.client_addrs[id].port();
+    let addr = |id: usize| cluster.client_addrs[id].to_string();
+
+    console_ok(
+        port(follower),
+        "set greeting hello\nget greeting\n",
+        "STORED\nVALUE greeting 0 5\nhello\nEND\n",
+    );
+    // Linearizable: the write is visible through every peer at once.
+    console_ok(
+        port(leader),
+        "get greeting\n",
+        "VALUE greeting 0 5\nhello\nEND\n",
+    );
+
+    let run = console(port(leader), "show\n");
+    assert!(run.status.success(), "{}", run.stderr);
+    let summary = run.stdout.lines().next().unwrap();
+    assert!(
+        summary.starts_with(&format!(
+            "peer {leader} at {}: mode linearizable, state serving, role leader, leader {leader}, term ",
+            addr(leader)
+        )),
+        "{}",
+        run.stdout
+    );
+    let header = run.stdout.lines().nth(1).unwrap();
+    assert!(header.ends_with("sync lag  applied index"), "{header}");
+    let rows = show_rows(&run.stdout);
+    assert_eq!(rows.len(), 3, "{}", run.stdout);
+    for (id, row) in rows.iter().enumerate() {
+        let role = if id == leader { "leader" } else { "follower" };
+        assert_eq!(row[0], id.to_string());
+        assert_eq!(row[1], addr(id));
+        assert_eq!(row[3], if id == leader { "self" } else { "up" });
+        assert_eq!(row[5], role, "{}", run.stdout);
+    }
+
+    // fail / recover a follower through the leader's console.
+    console_ok(
+        port(leader),
+        &format!("fail {follower}\n"),
+        &format!("peer {follower} ({}): OK\n", addr(follower)),
+    );
+    // (An ordered mode's failed peer cannot reach the queue: `no quorum`.)
+    let run = console(port(follower), "get greeting\n");
+    assert!(run.stdout.starts_with("SERVER_ERROR "), "{}", run.stdout);
+    // The majority goes on.
+    console_ok(port(leader), "set during fail\n", "STORED\n");
+    console_ok(
+        port(leader),
+        &format!("recover {follower}\n"),
+        &format!("peer {follower} ({}): OK\n", addr(follower)),
+    );
+    cluster.wait_serving(follower, Duration::from_secs(20));
+    let mut reader = cluster.client(follower);
+    let back = wait_for(Duration::from_secs(20), || {
+        get(&mut reader, "during").as_deref() == Some(&b"fail"[..])
+    });
+    assert!(
+        back.is_some(),
+        "follower never served again:\n{}",
+        cluster.logs()
+    );
+}

@@ -133,6 +133,15 @@ print("pymemcache cluster: ok")
 
 #[test]
 fn memcord_cluster_serves_pymemcache_on_three_ports_and_stops_on_sigint() {
+    cluster_serves_pymemcache_and_stops("eventual");
+}
+
+#[test]
+fn memcord_cluster_linearizable_serves_pymemcache_and_stops_on_sigint() {
+    cluster_serves_pymemcache_and_stops("linearizable");
+}
+
+fn cluster_serves_pymemcache_and_stops(mode: &str) {
     let python = python();
     let base = free_base_port();
     let mut peer_base = free_base_port();
@@ -142,7 +151,12 @@ fn memcord_cluster_serves_pymemcache_on_three_ports_and_stops_on_sigint() {
         }
         peer_base = free_base_port();
     }
+    // README's `memcord cluster --peers 3 --consistency eventual --base-port …`, on free ports.
     let mut cluster = ClusterProcess::start(&[
+        "--peers",
+        "3",
+        "--consistency",
+        mode,
         "--base-port",
         &base.to_string(),
         "--peer-base-port",
@@ -151,7 +165,7 @@ fn memcord_cluster_serves_pymemcache_on_three_ports_and_stops_on_sigint() {
     let ready = cluster.line_starting("memcord cluster ready:");
     assert_eq!(
         ready,
-        "memcord cluster ready: 3 peer(s), mode eventual, kv memory"
+        format!("memcord cluster ready: 3 peer(s), mode {mode}, kv memory")
     );
     for i in 0..3u16 {
         assert_eq!(

@@ -140,7 +140,7 @@ fn stdout(out: &Output) -> String {
 #[test]
 fn startup_and_stop_scripts_run_a_memcached_backed_cluster() {
     let cluster = ScriptCluster::new();
-    let out = cluster.script("startup.sh", &["--consistency", "eventual"]);
+    let out = cluster.script("startup.sh", &["-c", "eventual"]);
     assert!(out.status.success());
     let text = stdout(&out);
     assert!(

@@ -3,7 +3,7 @@
 //! Every line is a memcache command sent as typed (storage commands in the classic two-line
 //! form or inline, see [`input`]), plus the console's own words: `show` (the cluster's state as
 //! a table), `fail N` / `recover N` (fault simulation on peer N, found through
-//! `stats cluster`'s `peer.N.client_addr`), `help` and `exit`. Replies print in the server's
+//! `stats settings`' `memcord_peer.N.client_addr`), `help` and `exit`. Replies print in the server's
 //! own words, one per line.
 //!
 //! On a terminal it edits lines and keeps a history (rustyline); with piped input it runs the
@@ -210,34 +210,42 @@ impl Console {
     /// `show`: `stats cluster` as a table.
     fn show(&mut self) {
         let addr = self.addr.clone();
-        match self.with_conn(|conn| conn.stats("cluster")) {
-            Some(Some(stats)) => print!("{}", render::cluster_table(&addr, &stats)),
-            Some(None) => println!("{addr} is a cluster of one (standalone): no peers to show"),
+        let both = self.with_conn(|conn| Ok((conn.stats("cluster")?, conn.stats("settings")?)));
+        match both {
+            Some((Some(cluster), settings)) => print!(
+                "{}",
+                render::cluster_table(&addr, &cluster, &settings.unwrap_or_default())
+            ),
+            Some((None, _)) => {
+                println!("{addr} is a cluster of one (standalone): no peers to show")
+            }
             None => {}
         }
     }
 
     /// `fail N` / `recover N`: the word sent to peer N's client address.
     fn admin(&mut self, word: &'static str, peer: u16) {
-        let Some(stats) = self.with_conn(|conn| conn.stats("cluster")) else {
+        // Every peer lists all the peers' client addresses in `stats settings`.
+        let Some(settings) = self.with_conn(|conn| conn.stats("settings")) else {
             return;
         };
-        let Some(stats) = stats else {
+        let settings = settings.unwrap_or_default();
+        let value = |name: String| settings.iter().find(|(n, _)| *n == name).map(|(_, v)| v);
+        if value("memcord_peers".into()).map_or(true, |n| n == "1") {
             self.note(&format!(
                 "{} is a cluster of one: send `{word}` without a peer id",
                 self.addr
             ));
             return;
-        };
-        let value = |name: String| stats.iter().find(|(n, _)| *n == name).map(|(_, v)| v);
+        }
         let request = with_crlf(word);
-        let result = if value("cluster_peer_id".into()).map(String::as_str)
+        let result = if value("memcord_peer_id".into()).map(String::as_str)
             == Some(&peer.to_string())
         {
             let addr = self.addr.clone();
             self.with_conn(|conn| conn.exchange(&request))
                 .map(|replies| (addr, replies))
-        } else if let Some(addr) = value(format!("peer.{peer}.client_addr")) {
+        } else if let Some(addr) = value(format!("memcord_peer.{peer}.client_addr")) {
             let addr = addr.clone();
             match Connection::connect(&addr, self.timeout).and_then(|mut c| c.exchange(&request)) {
                 Ok(replies) => Some((addr, replies)),
@@ -248,7 +256,7 @@ impl Console {
             }
         } else {
             self.note(&format!(
-                "peer {peer} is not in {}'s `stats cluster` (no peer.{peer}.client_addr)",
+                "{} knows no peer {peer} (no memcord_peer.{peer}.client_addr in `stats settings`)",
                 self.addr
             ));
             None

@@ -57,8 +57,9 @@ fn printable(data: &[u8]) -> String {
     }
 }
 
-/// The columns of the `show` table: heading and the `peer.N.<field>` it shows.
-const COLUMNS: [(&str, &str); 9] = [
+/// The columns of the `show` table: heading and the `peer.N.<field>` it shows. The last one
+/// (the ordered queue's applied index) is shown only when some peer reports it.
+const COLUMNS: [(&str, &str); 10] = [
     ("peer", ""),
     ("client addr", "client_addr"),
     ("peer addr", "addr"),
@@ -68,48 +69,70 @@ const COLUMNS: [(&str, &str); 9] = [
     ("items", "items"),
     ("last heartbeat", "last_heartbeat_ms"),
     ("sync lag", "sync_lag_ms"),
+    ("applied index", "applied_index"),
 ];
 
-/// `stats cluster` as a summary line and a table with one row per peer.
+/// `stats cluster` (and the peers' client addresses from `stats settings`) as a summary line
+/// and a table with one row per peer.
 ///
 /// ```text
 /// peer 0 at 127.0.0.1:8000: mode eventual, state serving
-/// peer  client addr     peer addr       status  serving  role     items  last heartbeat  sync lag
-/// 0     127.0.0.1:8000  -               self    true     -        2      -               -
-/// 1     127.0.0.1:8001  127.0.0.1:9001  up      true     replica  2      12 ms ago       180 ms
+/// peer  client addr     peer addr       status  serving  role  items  last heartbeat  sync lag
+/// 0     127.0.0.1:8000  -               self    true     -     2      -               -
+/// 1     127.0.0.1:8001  127.0.0.1:9001  up      true     -     2      12 ms ago       180 ms
 /// ```
 ///
-/// Only the `cluster_mode`, `cluster_peer_id` and `cluster_state` lines and the `peer.N.*`
-/// fields are read, so any mode's `stats cluster` renders; a missing field shows as `-`.
-pub fn cluster_table(addr: &str, stats: &[(String, String)]) -> String {
+/// Only the `cluster_mode`, `cluster_peer_id`, `cluster_state` (and, where a mode has them,
+/// `cluster_role`, `cluster_leader`, `cluster_term`) lines and the `peer.N.*` fields are read,
+/// so any mode's `stats cluster` renders; a missing field shows as `-`.
+pub fn cluster_table(
+    addr: &str,
+    cluster: &[(String, String)],
+    settings: &[(String, String)],
+) -> String {
     let get = |name: &str| {
-        stats
+        cluster
             .iter()
+            .chain(settings)
             .find(|(n, _)| n == name)
             .map(|(_, v)| v.as_str())
     };
     let mut out = format!(
-        "peer {} at {addr}: mode {}, state {}\n",
+        "peer {} at {addr}: mode {}, state {}",
         get("cluster_peer_id").unwrap_or("?"),
         get("cluster_mode").unwrap_or("?"),
         get("cluster_state").unwrap_or("?"),
     );
-    let mut ids: Vec<u64> = stats
+    for (name, label) in [
+        ("cluster_role", "role"),
+        ("cluster_leader", "leader"),
+        ("cluster_term", "term"),
+    ] {
+        if let Some(value) = get(name) {
+            out += &format!(", {label} {value}");
+        }
+    }
+    out.push('\n');
+    let mut ids: Vec<u64> = cluster
         .iter()
         .filter_map(|(name, _)| name.strip_prefix("peer.")?.split('.').next()?.parse().ok())
         .collect();
     ids.sort_unstable();
     ids.dedup();
-    let mut rows: Vec<Vec<String>> = vec![COLUMNS.iter().map(|(h, _)| h.to_string()).collect()];
+    let field = |id: u64, field: &str| {
+        get(&format!("peer.{id}.{field}")).or_else(|| get(&format!("memcord_peer.{id}.{field}")))
+    };
+    let with_applied = ids.iter().any(|id| field(*id, "applied_index").is_some());
+    let columns = &COLUMNS[..if with_applied { 10 } else { 9 }];
+    let mut rows: Vec<Vec<String>> = vec![columns.iter().map(|(h, _)| h.to_string()).collect()];
     for id in ids {
-        let row = COLUMNS
+        let row = columns
             .iter()
-            .map(|(_, field)| {
-                if field.is_empty() {
+            .map(|(_, name)| {
+                if name.is_empty() {
                     return id.to_string();
                 }
-                let value = get(&format!("peer.{id}.{field}"));
-                match (value, *field) {
+                match (field(id, name), *name) {
                     (None | Some(""), _) => "-".to_string(),
                     (Some("never"), _) => "never".to_string(),
                     (Some(ms), "last_heartbeat_ms") => format!("{ms} ms ago"),
@@ -183,29 +206,60 @@ mod tests {
         assert_eq!(reply_text(&Response::None), "");
     }
 
+    fn pairs(list: &[(&str, &str)]) -> Vec<(String, String)> {
+        list.iter()
+            .map(|(a, b)| (a.to_string(), b.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn ordered_modes_show_role_leader_and_applied_index() {
+        let stats = pairs(&[
+            ("cluster_mode", "linearizable"),
+            ("cluster_peer_id", "1"),
+            ("cluster_state", "serving"),
+            ("cluster_role", "follower"),
+            ("cluster_leader", "0"),
+            ("cluster_term", "3"),
+            ("peer.1.status", "self"),
+            ("peer.1.role", "follower"),
+            ("peer.1.applied_index", "7"),
+            ("peer.0.addr", "h:9000"),
+            ("peer.0.status", "up"),
+            ("peer.0.role", "leader"),
+            ("peer.0.applied_index", "8"),
+        ]);
+        assert_eq!(
+            cluster_table("h:8001", &stats, &[]),
+            "peer 1 at h:8001: mode linearizable, state serving, role follower, leader 0, term 3\n\
+             peer  client addr  peer addr  status  serving  role      items  last heartbeat  sync lag  applied index\n\
+             0     -            h:9000     up      -        leader    -      -               -         8\n\
+             1     -            -          self    -        follower  -      -               -         7\n"
+        );
+    }
+
     #[test]
     fn cluster_table_has_a_row_per_peer() {
-        let stats: Vec<(String, String)> = [
+        let stats = pairs(&[
             ("cluster_mode", "eventual"),
             ("cluster_peer_id", "0"),
             ("cluster_state", "serving"),
-            ("peer.0.client_addr", "127.0.0.1:8000"),
             ("peer.0.status", "self"),
             ("peer.0.serving", "true"),
             ("peer.0.items", "2"),
             ("peer.1.addr", "127.0.0.1:9001"),
-            ("peer.1.client_addr", "127.0.0.1:8001"),
             ("peer.1.status", "down"),
             ("peer.1.last_heartbeat_ms", "never"),
             ("peer.1.serving", "false"),
             ("peer.1.items", "0"),
             ("peer.1.sync_lag_ms", "15"),
-        ]
-        .iter()
-        .map(|(a, b)| (a.to_string(), b.to_string()))
-        .collect();
+        ]);
+        let settings = pairs(&[
+            ("memcord_peer.0.client_addr", "127.0.0.1:8000"),
+            ("memcord_peer.1.client_addr", "127.0.0.1:8001"),
+        ]);
         assert_eq!(
-            cluster_table("127.0.0.1:8000", &stats),
+            cluster_table("127.0.0.1:8000", &stats, &settings),
             "peer 0 at 127.0.0.1:8000: mode eventual, state serving\n\
              peer  client addr     peer addr       status  serving  role  items  last heartbeat  sync lag\n\
              0     127.0.0.1:8000  -               self    true     -     2      -               -\n\

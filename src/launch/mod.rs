@@ -47,8 +47,12 @@ pub struct ClusterArgs {
     #[arg(long, default_value_t = 11201)]
     pub kv_base_port: u16,
     /// Log filter for the peers' logs on stderr (`warn`, `info`, `memcord=debug` …); by
-    /// default warnings, less the peers marking each other down as the cluster stops.
-    #[arg(long, default_value = "warn,memcord::cluster::membership=error")]
+    /// default memcord's warnings, less the peers marking each other down as the cluster stops
+    /// and the agreement engine's own chatter while the peers find each other.
+    #[arg(
+        long,
+        default_value = "warn,memcord::cluster::membership=error,openraft=off"
+    )]
     pub log_level: String,
 }
 
@@ -172,9 +176,12 @@ pub async fn run(args: ClusterArgs, shutdown: impl Future) -> Result<(), LaunchE
         }
         lines.push((peer.local_addr(), line));
         let mut stop = stop_tx.subscribe();
-        servers.push(tokio::spawn(peer.serve(async move {
-            let _ = stop.recv().await;
-        })));
+        servers.push((
+            id,
+            tokio::spawn(peer.serve(async move {
+                let _ = stop.recv().await;
+            })),
+        ));
     }
 
     tokio::pin!(shutdown);
@@ -213,12 +220,18 @@ pub async fn run(args: ClusterArgs, shutdown: impl Future) -> Result<(), LaunchE
         shutdown.await;
     }
     let _ = stop_tx.send(());
-    for server in servers {
+    let mut failure = None;
+    for (id, server) in servers {
         // A peer that does not stop in time is left to the runtime's shutdown.
-        let _ = tokio::time::timeout(Duration::from_secs(10), server).await;
+        match tokio::time::timeout(Duration::from_secs(10), server).await {
+            Ok(Ok(Err(source))) => failure = Some(LaunchError::Peer { id, source }),
+            Ok(Err(join)) => tracing::error!(id, %join, "peer task failed"),
+            Err(_) => tracing::warn!(id, "peer did not stop within 10 s"),
+            Ok(Ok(Ok(()))) => {}
+        }
     }
     print_flushed("memcord cluster stopped\n");
-    Ok(())
+    failure.map_or(Ok(()), Err)
 }
 
 fn print_flushed(text: &str) {
@@ -228,8 +241,9 @@ fn print_flushed(text: &str) {
     let _ = stdout.flush();
 }
 
-/// Waits until every peer's `stats cluster` says `cluster_state serving` (a cluster of one,
-/// which has no `stats cluster`, serves at once), up to `deadline`.
+/// Waits until every peer's `stats cluster` says `cluster_state serving` and, in a mode with a
+/// leader, names one (a cluster of one, which has no `stats cluster`, serves at once), up to
+/// `deadline`.
 fn wait_serving(addrs: &[String], deadline: Duration) -> Result<(), String> {
     let until = Instant::now() + deadline;
     for addr in addrs {
@@ -240,17 +254,20 @@ fn wait_serving(addrs: &[String], deadline: Duration) -> Result<(), String> {
                 .and_then(|mut c| c.stats("cluster"))
                 .map(|stats| {
                     stats.map(|lines| {
-                        lines
-                            .into_iter()
-                            .find(|(n, _)| n == "cluster_state")
-                            .map(|(_, v)| v)
-                            .unwrap_or_default()
+                        let get = |name: &str| {
+                            lines
+                                .iter()
+                                .find(|(n, _)| n == name)
+                                .map(|(_, v)| v.clone())
+                        };
+                        let leader = get("cluster_leader").unwrap_or_default();
+                        (get("cluster_state").unwrap_or_default(), leader)
                     })
                 });
             match state {
                 Ok(None) => break,
-                Ok(Some(state)) if state == "serving" => break,
-                Ok(Some(state)) => last = format!("state {state}"),
+                Ok(Some((state, leader))) if state == "serving" && leader != "none" => break,
+                Ok(Some((state, leader))) => last = format!("state {state}, leader {leader}"),
                 Err(err) => last = err.to_string(),
             }
             if Instant::now() >= until {

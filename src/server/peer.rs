@@ -113,7 +113,6 @@ impl BoundPeer {
         let clock = Arc::new(HybridClock::new(self.config.id));
         let mut settings = server_settings(&self.config);
         settings.limits.max_value_len = self.max_value_len;
-        let local_addr = self.local_addr();
         let Some(peer_listener) = self.peer_listener else {
             // A cluster of one: every mode is the same thing, a drop-in memcached.
             let coordinator = Arc::new(Standalone::new(self.store.clone(), clock));
@@ -124,17 +123,12 @@ impl BoundPeer {
         let admin = self.config.cluster.admin_commands;
         match self.config.cluster.consistency {
             Consistency::Eventual => {
-                let mut eventual = eventual_config(&self.config);
-                // The bound address, not the configured one (which may say port 0).
-                eventual
-                    .client_addrs
-                    .insert(self.config.id, local_addr.to_string());
                 let coordinator = Arc::new(Eventual::start(
                     self.store.clone(),
                     clock,
                     transport.clone(),
                     peer_listener,
-                    eventual,
+                    eventual_config(&self.config),
                 ));
                 super::run(self.listener, coordinator, settings, shutdown).await;
             }
@@ -234,11 +228,6 @@ fn eventual_config(config: &PeerConfig) -> EventualConfig {
         join_window: Duration::from_millis(cluster.failure_timeout_ms.max(1) * 2),
         admin_commands: cluster.admin_commands,
         push: cluster.push,
-        client_addrs: config
-            .peers
-            .iter()
-            .map(|(id, addrs)| (*id, addrs.client_addr.to_string()))
-            .collect(),
         ..EventualConfig::default()
     }
 }

@@ -50,9 +50,6 @@ pub struct EventualConfig {
     pub push: bool,
     /// Whether clients may send `fail` / `recover`.
     pub admin_commands: bool,
-    /// Every peer's client address (this one's included), shown by `stats cluster` as
-    /// `peer.N.client_addr` so a console can reach any peer.
-    pub client_addrs: std::collections::BTreeMap<PeerId, String>,
 }
 
 impl Default for EventualConfig {
@@ -65,7 +62,6 @@ impl Default for EventualConfig {
             join_window: Duration::from_secs(3),
             push: true,
             admin_commands: true,
-            client_addrs: std::collections::BTreeMap::new(),
         }
     }
 }

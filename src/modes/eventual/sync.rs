@@ -226,9 +226,7 @@ pub(super) fn cluster_stats<S: Store>(shared: &Shared<S>) -> Vec<(String, String
             c.syncs_completed.load(Ordering::Relaxed).to_string(),
         ),
     ];
-    let client_addr = |id: &PeerId| shared.config.client_addrs.get(id).cloned();
     let prefix = format!("peer.{me}");
-    lines.extend(client_addr(&me).map(|a| (format!("{prefix}.client_addr"), a)));
     lines.push((format!("{prefix}.status"), "self".into()));
     lines.push((
         format!("{prefix}.serving"),
@@ -242,7 +240,6 @@ pub(super) fn cluster_stats<S: Store>(shared: &Shared<S>) -> Vec<(String, String
     for status in shared.transport.membership().statuses() {
         let p = format!("peer.{}", status.id);
         lines.push((format!("{p}.addr"), status.addr.clone()));
-        lines.extend(client_addr(&status.id).map(|a| (format!("{p}.client_addr"), a)));
         lines.push((
             format!("{p}.status"),
             if status.up { "up" } else { "down" }.into(),
