@@ -25,6 +25,30 @@ pub struct PeerStatus {
     pub report: PeerReport,
 }
 
+impl PeerStatus {
+    /// The `stats cluster` lines every mode shows for this peer (`peer.N.addr`, `.status`,
+    /// `.last_heartbeat_ms`, `.serving`, `.role`, `.items`); modes append their own after them.
+    pub fn stat_lines(&self) -> Vec<(String, String)> {
+        let p = format!("peer.{}", self.id);
+        vec![
+            (format!("{p}.addr"), self.addr.clone()),
+            (
+                format!("{p}.status"),
+                if self.up { "up" } else { "down" }.into(),
+            ),
+            (
+                format!("{p}.last_heartbeat_ms"),
+                self.last_heartbeat_ms
+                    .map(|ms| ms.to_string())
+                    .unwrap_or_else(|| "never".into()),
+            ),
+            (format!("{p}.serving"), self.report.serving.to_string()),
+            (format!("{p}.role"), self.report.role.clone()),
+            (format!("{p}.items"), self.report.items.to_string()),
+        ]
+    }
+}
+
 #[derive(Debug)]
 struct PeerState {
     addr: String,

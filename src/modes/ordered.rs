@@ -223,21 +223,7 @@ impl<S: Store> Ordered<S> {
         lines.push((format!("{prefix}.applied_index"), applied.to_string()));
         for status in self.transport.membership().statuses() {
             let p = format!("peer.{}", status.id);
-            lines.push((format!("{p}.addr"), status.addr.clone()));
-            lines.push((
-                format!("{p}.status"),
-                if status.up { "up" } else { "down" }.into(),
-            ));
-            lines.push((
-                format!("{p}.last_heartbeat_ms"),
-                status
-                    .last_heartbeat_ms
-                    .map(|ms| ms.to_string())
-                    .unwrap_or_else(|| "never".into()),
-            ));
-            lines.push((format!("{p}.serving"), status.report.serving.to_string()));
-            lines.push((format!("{p}.role"), status.report.role.clone()));
-            lines.push((format!("{p}.items"), status.report.items.to_string()));
+            lines.extend(status.stat_lines());
             lines.push((
                 format!("{p}.applied_index"),
                 status.report.log_position.to_string(),

@@ -239,21 +239,7 @@ pub(super) fn cluster_stats<S: Store>(shared: &Shared<S>) -> Vec<(String, String
     let watermarks = shared.watermarks.lock().clone();
     for status in shared.transport.membership().statuses() {
         let p = format!("peer.{}", status.id);
-        lines.push((format!("{p}.addr"), status.addr.clone()));
-        lines.push((
-            format!("{p}.status"),
-            if status.up { "up" } else { "down" }.into(),
-        ));
-        lines.push((
-            format!("{p}.last_heartbeat_ms"),
-            status
-                .last_heartbeat_ms
-                .map(|ms| ms.to_string())
-                .unwrap_or_else(|| "never".into()),
-        ));
-        lines.push((format!("{p}.serving"), status.report.serving.to_string()));
-        lines.push((format!("{p}.role"), status.report.role.clone()));
-        lines.push((format!("{p}.items"), status.report.items.to_string()));
+        lines.extend(status.stat_lines());
         lines.push((
             format!("{p}.sync_lag_ms"),
             watermarks
