@@ -5,6 +5,7 @@
 //! consistency mode) → `replicated` (the command every replica applies) → `store`.
 
 pub mod bench;
+pub mod check;
 pub mod client;
 pub mod clock;
 pub mod cluster;
