@@ -14,6 +14,8 @@ pub mod describe;
 pub mod history;
 pub mod linearizable;
 pub mod model;
+#[cfg(test)]
+mod proptests;
 mod search;
 pub mod sequential;
 mod shrink;

@@ -116,9 +116,12 @@ impl Hasher for IdentityHasher {
     }
 }
 
+/// Explored pairs sharing one hash.
+type Bucket<S> = Vec<(Box<[u64]>, S)>;
+
 /// The set of explored (linearized set, state) pairs.
 pub(crate) struct Memo<S> {
-    buckets: HashMap<u64, Vec<(Box<[u64]>, S)>, BuildHasherDefault<IdentityHasher>>,
+    buckets: HashMap<u64, Bucket<S>, BuildHasherDefault<IdentityHasher>>,
     bytes: usize,
 }
 
