@@ -101,13 +101,37 @@ pub(crate) struct Partial<S = State> {
 
 fn check_key(key: &str, ops: &[&Operation], deadline: Instant) -> Outcome {
     let mut prepared = Prepared::new(ops);
+    if let Some(read) = prepared.unwritten_read(true) {
+        return Outcome::Violation(unwritten(
+            key,
+            &prepared,
+            read,
+            "invoked before it returned",
+        ));
+    }
     match search(&mut prepared, deadline) {
         Ok(None) => Outcome::Linearizable,
         Err(why) => Outcome::GaveUp(why),
         Ok(Some(partial)) => {
             let violation = explain(key, "linearization", &mut prepared, &partial);
-            Outcome::Violation(shrink::shrunk(violation, &prepared.ops, deadline))
+            let reasons = shrink::reasons(&mut prepared, &partial);
+            Outcome::Violation(shrink::shrunk(violation, reasons, &prepared.ops, deadline))
         }
+    }
+}
+
+/// The violation of a read that returned a value nobody wrote (`when` says by when).
+pub(crate) fn unwritten(key: &str, prepared: &Prepared, read: usize, when: &str) -> Violation {
+    let op = prepared.ops[read];
+    Violation {
+        key: key.to_string(),
+        operations: vec![op.clone()],
+        explanation: format!(
+            "a read returned a value that no operation {when} writes.\n{ORDER_LINE}\n\
+             {STUCK_LINE} {}\n  {}: no write of this value\n",
+            op.id,
+            describe::line(op)
+        ),
     }
 }
 
@@ -115,6 +139,8 @@ fn check_key(key: &str, ops: &[&Operation], deadline: Instant) -> Outcome {
 struct Entries {
     /// Per entry: the operation and whether it is the call.
     kind: Vec<(usize, bool)>,
+    /// Per entry: its time.
+    time: Vec<u64>,
     /// Per operation: its return entry, if it has one.
     ret: Vec<Option<usize>>,
     next: Vec<usize>,
@@ -127,8 +153,8 @@ impl Entries {
     fn new(prepared: &Prepared) -> Entries {
         let mut timed: Vec<(u64, bool, usize)> = Vec::new();
         for (i, op) in prepared.ops.iter().enumerate() {
-            timed.push((op.invoked_ns, false, i));
             if !prepared.optional(i) {
+                timed.push((op.invoked_ns, false, i));
                 timed.push((op.returned_ns.max(op.invoked_ns), true, i));
             }
         }
@@ -146,6 +172,7 @@ impl Entries {
                 (op, !is_return)
             })
             .collect();
+        let time = timed.iter().map(|&(t, ..)| t).collect();
         let (head, tail) = (n, n + 1);
         let next = (0..n + 2)
             .map(|e| match e {
@@ -164,6 +191,7 @@ impl Entries {
             .collect();
         Entries {
             kind,
+            time,
             ret,
             next,
             prev,
@@ -201,66 +229,208 @@ impl Entries {
     }
 }
 
+/// Where the search looks for its next candidate: an entry of the call/return list, or
+/// (once the list's candidates are exhausted) the `k`-th indeterminate operation, which is a
+/// candidate if invoked no later than `bound`, the first pending return's time.
+#[derive(Debug, Clone, Copy)]
+enum Cursor {
+    List(usize),
+    Optional { k: usize, bound: u64 },
+}
+
+/// A step of the search's path: the operation linearized, the state before it, and where to
+/// look next if it is undone (`None`: it was forced, a read that changed nothing, so no
+/// alternative needs trying).
+struct Frame {
+    op: usize,
+    /// The list entry of its call (indeterminate operations are not in the list).
+    call: Option<usize>,
+    before: State,
+    resume: Option<Cursor>,
+}
+
 /// The search: `Ok(None)` when linearizable, `Ok(Some(partial))` when not.
+///
+/// Indeterminate operations stay out of the call/return list (they have no return) and are
+/// tried after the list's candidates at each configuration, so the branch where they have not
+/// (yet) taken effect is explored first; the memo then prunes any configuration that only
+/// differs from an explored one by having used more of them (see `Bits`).
+///
+/// One more reduction: at each new configuration, a pending read that the model accepts
+/// *without changing the state* (a miss on an absent key, or a hit on an item whose cas id is
+/// already known) is linearized at once with no alternative tried. Any linearization that
+/// places it later stays legal with it moved here, since it changes nothing and everything
+/// that had to precede it already has.
 pub(crate) fn search(
     prepared: &mut Prepared,
     deadline: Instant,
 ) -> Result<Option<Partial>, GaveUp> {
     let mut list = Entries::new(prepared);
+    let mut optional: Vec<usize> = (0..prepared.ops.len())
+        .filter(|&i| prepared.optional(i))
+        .collect();
+    optional.sort_by_key(|&i| (prepared.ops[i].invoked_ns, i));
     let mut limits = Limits::new(deadline);
     let mut memo: Memo<State> = Memo::new();
-    let mut done = Bits::new(prepared.ops.len());
+    let mut done = Bits::new(prepared.ops.len(), |i| prepared.optional(i));
     let mut state: State = None;
-    let mut stack: Vec<(usize, State)> = Vec::new();
+    let mut stack: Vec<Frame> = Vec::new();
     let mut best: Option<Partial> = None;
-    let mut entry = list.next[list.head];
+    let mut cursor = Cursor::List(list.next[list.head]);
+    let mut arrived = true;
     loop {
         limits.tick(&memo)?;
-        if entry == list.tail {
-            return Ok(None);
-        }
-        let (op, is_call) = list.kind[entry];
-        if is_call {
-            if let Ok(next_state) = prepared.step(state, op, &done) {
+        let mut dead_end = false;
+        if arrived {
+            arrived = false;
+            if let Some(call) = pure_read(&list, prepared, state, &done) {
+                let op = list.kind[call].0;
                 done.insert(op);
-                if memo.insert(&done, &next_state) {
-                    stack.push((entry, state));
-                    state = next_state;
-                    list.lift(entry);
-                    entry = list.next[list.head];
+                if memo.insert(&done, &state) {
+                    stack.push(Frame {
+                        op,
+                        call: Some(call),
+                        before: state,
+                        resume: None,
+                    });
+                    list.lift(call);
+                    arrived = true;
                     continue;
                 }
                 done.remove(op);
+                dead_end = true;
             }
-            entry = list.next[entry];
-            continue;
+            cursor = Cursor::List(list.next[list.head]);
         }
-        if !matches!(&best, Some(b) if b.order.len() >= stack.len()) {
-            let mut stuck = Vec::new();
-            let mut e = list.next[list.head];
-            while e != entry {
-                stuck.push(list.kind[e].0);
-                e = list.next[e];
+        if !dead_end {
+            // The next candidate, and where to resume after it.
+            let candidate = match cursor {
+                Cursor::List(entry) if entry == list.tail => return Ok(None),
+                Cursor::List(entry) => {
+                    let (op, is_call) = list.kind[entry];
+                    if is_call {
+                        cursor = Cursor::List(list.next[entry]);
+                        Some((op, Some(entry)))
+                    } else {
+                        cursor = Cursor::Optional {
+                            k: 0,
+                            bound: list.time[entry],
+                        };
+                        continue;
+                    }
+                }
+                Cursor::Optional { k, bound } => optional[k..]
+                    .iter()
+                    .take_while(|&&op| prepared.ops[op].invoked_ns <= bound)
+                    .position(|&op| !done.contains(op))
+                    .map(|at| {
+                        cursor = Cursor::Optional {
+                            k: k + at + 1,
+                            bound,
+                        };
+                        (optional[k + at], None)
+                    }),
+            };
+            if let Some((op, call)) = candidate {
+                if let Ok(next_state) = prepared.step(state, op, &done) {
+                    done.insert(op);
+                    if memo.insert(&done, &next_state) {
+                        stack.push(Frame {
+                            op,
+                            call,
+                            before: state,
+                            resume: Some(cursor),
+                        });
+                        state = next_state;
+                        if let Some(entry) = call {
+                            list.lift(entry);
+                        }
+                        arrived = true;
+                    } else {
+                        done.remove(op);
+                    }
+                }
+                continue;
             }
-            best = Some(Partial {
-                order: stack.iter().map(|&(e, _)| list.kind[e].0).collect(),
-                state,
-                stuck,
-            });
+            if !matches!(&best, Some(b) if b.order.len() >= stack.len()) {
+                best = Some(snapshot(&list, &optional, prepared, &stack, state, &done));
+            }
         }
-        let Some((call, before)) = stack.pop() else {
-            return Ok(best);
-        };
-        done.remove(list.kind[call].0);
-        state = before;
-        list.unlift(call);
-        entry = list.next[call];
+        loop {
+            let Some(frame) = stack.pop() else {
+                return Ok(best);
+            };
+            done.remove(frame.op);
+            state = frame.before;
+            if let Some(entry) = frame.call {
+                list.unlift(entry);
+            }
+            if let Some(resume) = frame.resume {
+                cursor = resume;
+                break;
+            }
+        }
     }
+}
+
+/// The current path as a [`Partial`]: its order, its state, and the pending candidates (the
+/// list's calls before its first return, and the indeterminate operations invoked by then).
+fn snapshot(
+    list: &Entries,
+    optional: &[usize],
+    prepared: &Prepared,
+    stack: &[Frame],
+    state: State,
+    done: &Bits,
+) -> Partial {
+    let mut stuck = Vec::new();
+    let mut e = list.next[list.head];
+    while e != list.tail && list.kind[e].1 {
+        stuck.push(list.kind[e].0);
+        e = list.next[e];
+    }
+    let bound = if e == list.tail {
+        u64::MAX
+    } else {
+        list.time[e]
+    };
+    if e != list.tail {
+        stuck.push(list.kind[e].0);
+    }
+    stuck.extend(
+        optional
+            .iter()
+            .filter(|&&op| !done.contains(op) && prepared.ops[op].invoked_ns <= bound),
+    );
+    stuck.sort_unstable();
+    stuck.dedup();
+    Partial {
+        order: stack.iter().map(|f| f.op).collect(),
+        state,
+        stuck,
+    }
+}
+
+/// A pending call, before the first pending return, of a read the model accepts in `state`
+/// without changing it.
+fn pure_read(list: &Entries, prepared: &mut Prepared, state: State, done: &Bits) -> Option<usize> {
+    let mut e = list.next[list.head];
+    while e != list.tail {
+        let (op, is_call) = list.kind[e];
+        if !is_call {
+            return None;
+        }
+        if prepared.steps[op].is_read() && prepared.step(state, op, done) == Ok(state) {
+            return Some(e);
+        }
+        e = list.next[e];
+    }
+    None
 }
 
 /// Why each stuck operation cannot follow the prefix (`None`: it can, but leads nowhere).
 pub(crate) fn refusals(prepared: &mut Prepared, partial: &Partial) -> Vec<Option<String>> {
-    let mut done = Bits::new(prepared.ops.len());
+    let mut done = Bits::new(prepared.ops.len(), |_| false);
     for &i in &partial.order {
         done.insert(i);
     }

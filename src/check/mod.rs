@@ -25,7 +25,7 @@ pub mod timeline;
 
 use history::{History, Operation};
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::time::Duration;
 
@@ -52,6 +52,9 @@ pub struct Violation {
     /// op ids, so tools such as the timeline can read them back).
     pub explanation: String,
 }
+
+/// How many operations of a long explainable prefix [`Violation`]'s `Display` shows.
+pub const SHOWN_PREFIX: usize = 30;
 
 /// The explanation line listing the explainable prefix's op ids in order.
 pub const ORDER_LINE: &str = "order found (op ids):";
@@ -86,10 +89,25 @@ impl fmt::Display for Violation {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(f, "violation on key {:?}", self.key)?;
         for line in self.explanation.lines() {
-            writeln!(f, "  {line}")?;
+            match line.strip_prefix(ORDER_LINE) {
+                Some(ids) if ids.matches(',').count() >= SHOWN_PREFIX => {
+                    let ids: Vec<&str> = ids.split(", ").collect();
+                    let skip = ids.len() - SHOWN_PREFIX;
+                    let tail = ids[skip..].join(", ");
+                    writeln!(f, "  {ORDER_LINE} … ({skip} more), {}", tail.trim())?;
+                }
+                _ => writeln!(f, "  {line}")?,
+            }
         }
         writeln!(f, "  operations:")?;
-        for op in &self.operations {
+        // A long explainable prefix is mostly context: show its end and what got stuck.
+        let order = self.order();
+        let skip = order.len().saturating_sub(SHOWN_PREFIX);
+        let elided: BTreeSet<usize> = order[..skip].iter().copied().collect();
+        if skip > 0 {
+            writeln!(f, "    … {skip} earlier operations of the prefix not shown")?;
+        }
+        for op in self.operations.iter().filter(|op| !elided.contains(&op.id)) {
             writeln!(f, "    {}", describe::line(op))?;
         }
         Ok(())

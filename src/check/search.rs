@@ -12,44 +12,118 @@ use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hash, Hasher};
 use std::time::Instant;
 
-/// A fixed-size set of operation indices, with a Zobrist hash kept up to date.
+/// A fixed-size set of operation indices, with a Zobrist hash of its *required* members kept
+/// up to date.
+///
+/// Some indices are optional (indeterminate operations): the memo compares them by inclusion
+/// rather than equality, so they stay out of the hash, and they live in their own words after
+/// the required ones. Required operations are numbered in invocation order, so a search's set
+/// is "everything up to some point, plus a few in the window of concurrent operations": the
+/// memo stores it compactly as the index of the first word not yet full and the words from
+/// there to the last non-empty one (see [`Bits::compact`]).
 #[derive(Debug, Clone)]
 pub(crate) struct Bits {
     words: Vec<u64>,
+    /// Per index: its bit position.
+    pos: Vec<usize>,
+    /// How many words hold required members.
+    required_words: usize,
     hash: u64,
 }
 
 impl Bits {
-    /// An empty set able to hold `0..len`.
-    pub(crate) fn new(len: usize) -> Bits {
+    /// An empty set able to hold `0..len`, where `optional(i)` marks optional indices.
+    pub(crate) fn new(len: usize, optional: impl Fn(usize) -> bool) -> Bits {
+        let required = (0..len).filter(|&i| !optional(i)).count();
+        let required_words = required.div_ceil(64);
+        let (mut r, mut o) = (0, required_words * 64);
+        let pos = (0..len)
+            .map(|i| {
+                let at = if optional(i) { &mut o } else { &mut r };
+                *at += 1;
+                *at - 1
+            })
+            .collect();
         Bits {
-            words: vec![0; len.div_ceil(64)],
+            words: vec![0; o.div_ceil(64)],
+            pos,
+            required_words,
             hash: 0,
         }
     }
 
+    fn locate(&self, i: usize) -> Option<(usize, u64)> {
+        let p = *self.pos.get(i)?;
+        Some((p / 64, 1 << (p % 64)))
+    }
+
     /// Whether `i` is in the set.
     pub(crate) fn contains(&self, i: usize) -> bool {
-        self.words
-            .get(i / 64)
-            .is_some_and(|word| word & (1 << (i % 64)) != 0)
+        self.locate(i)
+            .is_some_and(|(w, bit)| self.words[w] & bit != 0)
     }
 
-    /// Adds `i` (which must be absent).
+    fn toggle(&mut self, i: usize) {
+        if let Some((w, bit)) = self.locate(i) {
+            self.words[w] ^= bit;
+            if w < self.required_words {
+                self.hash ^= zobrist(i);
+            }
+        }
+    }
+
+    /// Adds `i`.
     pub(crate) fn insert(&mut self, i: usize) {
-        if let Some(word) = self.words.get_mut(i / 64) {
-            *word |= 1 << (i % 64);
-            self.hash ^= zobrist(i);
+        if !self.contains(i) {
+            self.toggle(i);
         }
     }
 
-    /// Removes `i` (which must be present).
+    /// Removes `i`.
     pub(crate) fn remove(&mut self, i: usize) {
-        if let Some(word) = self.words.get_mut(i / 64) {
-            *word &= !(1 << (i % 64));
-            self.hash ^= zobrist(i);
+        if self.contains(i) {
+            self.toggle(i);
         }
     }
+
+    /// The set as the memo stores it: `[first, words[first..=last]…, optional words…]`, where
+    /// every required word before `first` is full and every one after `last` empty.
+    fn compact(&self, out: &mut Vec<u64>) {
+        out.clear();
+        let required = &self.words[..self.required_words];
+        let first = required
+            .iter()
+            .position(|&w| w != u64::MAX)
+            .unwrap_or(required.len());
+        let last = required
+            .iter()
+            .rposition(|&w| w != 0)
+            .map_or(first, |l| (l + 1).max(first));
+        out.push(first as u64);
+        out.extend_from_slice(&required[first..last]);
+        out.extend_from_slice(&self.words[self.required_words..]);
+    }
+
+    /// How many trailing words of a compact form are optional.
+    fn optional_words(&self) -> usize {
+        self.words.len() - self.required_words
+    }
+}
+
+/// Whether a compact set `now` is pointless given an explored compact set `old` with the same
+/// model state: the same required members, and a superset of its optional ones. A search with
+/// fewer optional operations behind it can still do everything this one can (each may be
+/// placed later or never), so if it failed, this one fails.
+fn dominated(now: &[u64], old: &[u64], optional_words: usize) -> bool {
+    if now.len() != old.len() {
+        return false;
+    }
+    let split = now.len() - optional_words;
+    now[..split] == old[..split]
+        && now[split..]
+            .iter()
+            .zip(&old[split..])
+            .all(|(&n, &o)| o & !n == 0)
 }
 
 /// A fixed pseudo-random word per index (splitmix64), so a set's hash is the xor of its
@@ -123,6 +197,7 @@ type Bucket<S> = Vec<(Box<[u64]>, S)>;
 pub(crate) struct Memo<S> {
     buckets: HashMap<u64, Bucket<S>, BuildHasherDefault<IdentityHasher>>,
     bytes: usize,
+    scratch: Vec<u64>,
 }
 
 /// Memory the memo may use before a search gives up with an unknown verdict.
@@ -134,23 +209,26 @@ impl<S: Hash + Eq + Clone> Memo<S> {
         Memo {
             buckets: HashMap::default(),
             bytes: 0,
+            scratch: Vec::new(),
         }
     }
 
-    /// Records `(bits, state)`; `false` if it was already there.
+    /// Records `(bits, state)`; `false` if it, or a pair dominating it, was already there.
     pub(crate) fn insert(&mut self, bits: &Bits, state: &S) -> bool {
         let mut hasher = FxHasher::default();
         state.hash(&mut hasher);
         let key = hasher.finish() ^ bits.hash;
+        bits.compact(&mut self.scratch);
+        let optional = bits.optional_words();
         let bucket = self.buckets.entry(key).or_default();
         if bucket
             .iter()
-            .any(|(words, s)| s == state && **words == *bits.words)
+            .any(|(old, s)| s == state && dominated(&self.scratch, old, optional))
         {
             return false;
         }
-        self.bytes += bits.words.len() * 8 + std::mem::size_of::<S>() + 32;
-        bucket.push((bits.words.clone().into_boxed_slice(), state.clone()));
+        self.bytes += self.scratch.len() * 8 + std::mem::size_of::<S>() + 48;
+        bucket.push((self.scratch.as_slice().into(), state.clone()));
         true
     }
 
@@ -265,6 +343,35 @@ impl<'a> Prepared<'a> {
         model::step(state, &self.steps[i], &mut self.values, seen)
     }
 
+    /// A read (definite, by index) that returned a value no operation could have written: no
+    /// append, prepend, incr or decr touches the key, and no set, add, replace or cas of that
+    /// value was invoked before the read returned (`real_time`) or at all (otherwise). A
+    /// cheap proof of a violation that spares the search.
+    pub(crate) fn unwritten_read(&self, real_time: bool) -> Option<usize> {
+        use super::model::Call;
+        let derived = self.steps.iter().any(|s| {
+            matches!(
+                s.call,
+                Call::Append(_) | Call::Prepend(_) | Call::Incr(_) | Call::Decr(_)
+            )
+        });
+        if derived {
+            return None;
+        }
+        (0..self.steps.len()).find(|&i| {
+            let Reply::Value(value, _) = self.steps[i].reply else {
+                return false;
+            };
+            !self.steps.iter().zip(&self.ops).any(|(w, op)| {
+                let writes = matches!(
+                    w.call,
+                    Call::Set(v) | Call::Add(v) | Call::Replace(v) | Call::Cas(v, _) if v == value
+                );
+                writes && (!real_time || op.invoked_ns <= self.ops[i].returned_ns)
+            })
+        })
+    }
+
     /// Whether operation `i` may be left out (it is indeterminate).
     pub(crate) fn optional(&self, i: usize) -> bool {
         self.steps[i].reply == Reply::Unknown
@@ -277,7 +384,7 @@ mod tests {
 
     #[test]
     fn bits_track_members_and_hash() {
-        let mut bits = Bits::new(130);
+        let mut bits = Bits::new(130, |i| i == 3);
         assert!(!bits.contains(129));
         bits.insert(129);
         bits.insert(3);
@@ -291,13 +398,42 @@ mod tests {
     }
 
     #[test]
+    fn compact_forms_skip_full_and_empty_words() {
+        let mut bits = Bits::new(300, |i| i == 5);
+        let mut out = Vec::new();
+        bits.compact(&mut out);
+        assert_eq!(out, vec![0, 0]);
+        for i in (0..200).filter(|&i| i != 5) {
+            bits.insert(i);
+        }
+        bits.compact(&mut out);
+        // 199 required members: words 0..3 full, word 3 holds 7 bits; then the optional word.
+        assert_eq!(out, vec![3, 0x7f, 0]);
+        bits.insert(5);
+        bits.compact(&mut out);
+        assert_eq!(out, vec![3, 0x7f, 1]);
+        assert!(dominated(&[3, 0x7f, 1], &[3, 0x7f, 0], 1));
+        assert!(!dominated(&[3, 0x7f, 0], &[3, 0x7f, 1], 1));
+        assert!(!dominated(&[3, 0x3f, 1], &[3, 0x7f, 0], 1));
+    }
+
+    #[test]
     fn memo_refuses_repeats() {
         let mut memo = Memo::new();
-        let mut bits = Bits::new(10);
+        let mut bits = Bits::new(10, |i| i == 7);
         assert!(memo.insert(&bits, &1u8));
         assert!(!memo.insert(&bits, &1u8));
         assert!(memo.insert(&bits, &2u8));
         bits.insert(4);
         assert!(memo.insert(&bits, &1u8));
+        // More optional members than an explored pair: dominated.
+        bits.insert(7);
+        assert!(!memo.insert(&bits, &1u8));
+        // Fewer: not.
+        let mut other = Bits::new(10, |i| i == 7);
+        other.insert(7);
+        assert!(memo.insert(&other, &3u8));
+        other.remove(7);
+        assert!(memo.insert(&other, &3u8));
     }
 }

@@ -20,7 +20,7 @@
 //! new session with no order relative to it or to the earlier ones.
 
 use super::history::{History, Operation};
-use super::linearizable::{deadline_after, explain, gave_up_text, Partial};
+use super::linearizable::{deadline_after, explain, gave_up_text, unwritten, Partial};
 use super::model::{Refusal, State};
 use super::search::{Bits, GaveUp, Limits, Memo, Prepared};
 use super::{by_key, describe, id_list, Report, Verdict, Violation, ORDER_LINE, STUCK_LINE};
@@ -52,6 +52,10 @@ pub fn check(history: &History, budget: Duration) -> Report {
     let mut prepared_keys = Vec::new();
     for (key, ops) in &order {
         let mut prepared = Prepared::new(ops);
+        if let Some(read) = prepared.unwritten_read(false) {
+            let v = unwritten(key, &prepared, read, "in the history");
+            return report(Verdict::Violation(v), checked + 1);
+        }
         let chains = chains(&prepared.ops, &sessions, |i| i);
         let mut machine = OneKey(&mut prepared);
         match dfs(&mut machine, &chains, deadline) {
@@ -130,6 +134,7 @@ trait Machine {
     fn initial(&self) -> Self::State;
     fn len(&self) -> usize;
     fn optional(&self, op: usize) -> bool;
+    fn is_read(&self, op: usize) -> bool;
     fn step(&mut self, state: &Self::State, op: usize, done: &Bits)
         -> Result<Self::State, Refusal>;
 }
@@ -147,6 +152,9 @@ impl Machine for OneKey<'_, '_> {
     }
     fn optional(&self, op: usize) -> bool {
         self.0.optional(op)
+    }
+    fn is_read(&self, op: usize) -> bool {
+        self.0.steps[op].is_read()
     }
     fn step(&mut self, state: &State, op: usize, done: &Bits) -> Result<State, Refusal> {
         self.0.step(*state, op, done)
@@ -172,6 +180,10 @@ impl Machine for AllKeys<'_> {
     fn optional(&self, op: usize) -> bool {
         let (k, i) = self.place[op];
         self.keys[k].optional(i)
+    }
+    fn is_read(&self, op: usize) -> bool {
+        let (k, i) = self.place[op];
+        self.keys[k].steps[i].is_read()
     }
     fn step(&mut self, state: &Vec<State>, op: usize, done: &Bits) -> Result<Vec<State>, Refusal> {
         let (k, i) = self.place[op];
@@ -240,6 +252,10 @@ fn check_global(
 
 /// Depth-first search for an order taking each chain's operations in turn; `Ok(None)` when
 /// one exists.
+///
+/// As in the linearizability search, a chain head that is a read the model accepts without
+/// changing the state is taken at once with no alternative tried: moving such a read earlier
+/// in its own chain's turn keeps any legal order legal.
 fn dfs<M: Machine>(
     machine: &mut M,
     chains: &[Vec<usize>],
@@ -247,65 +263,97 @@ fn dfs<M: Machine>(
 ) -> Result<Option<Partial<M::State>>, GaveUp> {
     let mut limits = Limits::new(deadline);
     let mut memo: Memo<M::State> = Memo::new();
-    let mut done = Bits::new(machine.len());
+    let mut done = Bits::new(machine.len(), |op| machine.optional(op));
     let mut pos = vec![0usize; chains.len()];
     let mut required = (0..machine.len())
         .filter(|&op| !machine.optional(op))
         .count();
     let mut state = machine.initial();
-    let mut stack: Vec<(usize, usize, M::State)> = Vec::new();
+    // (chain, op, state before, forced)
+    let mut stack: Vec<(usize, usize, M::State, bool)> = Vec::new();
     let mut best: Option<Partial<M::State>> = None;
     let mut from = 0;
+    let mut arrived = true;
     loop {
         limits.tick(&memo)?;
         if required == 0 {
             return Ok(None);
         }
+        let mut dead_end = false;
         let mut advanced = false;
-        for c in from..chains.len() {
-            let Some(&op) = chains[c].get(pos[c]) else {
-                continue;
-            };
-            let Ok(next) = machine.step(&state, op, &done) else {
-                continue;
-            };
-            done.insert(op);
-            if memo.insert(&done, &next) {
-                stack.push((c, op, std::mem::replace(&mut state, next)));
-                pos[c] += 1;
-                if !machine.optional(op) {
-                    required -= 1;
+        if arrived {
+            arrived = false;
+            let pure = chains
+                .iter()
+                .zip(&pos)
+                .enumerate()
+                .find_map(|(c, (chain, &p))| {
+                    let op = *chain.get(p)?;
+                    let same =
+                        machine.is_read(op) && machine.step(&state, op, &done).ok()? == state;
+                    same.then_some((c, op))
+                });
+            if let Some((c, op)) = pure {
+                done.insert(op);
+                if memo.insert(&done, &state) {
+                    stack.push((c, op, state.clone(), true));
+                    pos[c] += 1;
+                    required -= usize::from(!machine.optional(op));
+                    arrived = true;
+                    continue;
                 }
-                advanced = true;
+                done.remove(op);
+                dead_end = true;
+            }
+        }
+        if !dead_end {
+            for c in from..chains.len() {
+                let Some(&op) = chains[c].get(pos[c]) else {
+                    continue;
+                };
+                let Ok(next) = machine.step(&state, op, &done) else {
+                    continue;
+                };
+                done.insert(op);
+                if memo.insert(&done, &next) {
+                    stack.push((c, op, std::mem::replace(&mut state, next), false));
+                    pos[c] += 1;
+                    required -= usize::from(!machine.optional(op));
+                    advanced = true;
+                    break;
+                }
+                done.remove(op);
+            }
+            if advanced {
+                from = 0;
+                arrived = true;
+                continue;
+            }
+            if !matches!(&best, Some(b) if b.order.len() >= stack.len()) {
+                best = Some(Partial {
+                    order: stack.iter().map(|&(_, op, ..)| op).collect(),
+                    state: state.clone(),
+                    stuck: chains
+                        .iter()
+                        .zip(&pos)
+                        .filter_map(|(chain, &p)| chain.get(p).copied())
+                        .collect(),
+                });
+            }
+        }
+        loop {
+            let Some((c, op, before, forced)) = stack.pop() else {
+                return Ok(best);
+            };
+            pos[c] -= 1;
+            done.remove(op);
+            required += usize::from(!machine.optional(op));
+            state = before;
+            if !forced {
+                from = c + 1;
                 break;
             }
-            done.remove(op);
         }
-        if advanced {
-            from = 0;
-            continue;
-        }
-        if !matches!(&best, Some(b) if b.order.len() >= stack.len()) {
-            best = Some(Partial {
-                order: stack.iter().map(|&(_, op, _)| op).collect(),
-                state: state.clone(),
-                stuck: chains
-                    .iter()
-                    .zip(&pos)
-                    .filter_map(|(chain, &p)| chain.get(p).copied())
-                    .collect(),
-            });
-        }
-        let Some((c, op, before)) = stack.pop() else {
-            return Ok(best);
-        };
-        pos[c] -= 1;
-        done.remove(op);
-        if !machine.optional(op) {
-            required += 1;
-        }
-        state = before;
-        from = c + 1;
     }
 }
 

@@ -10,7 +10,7 @@
 //! what it has.
 
 use super::history::{Input, Operation, Output};
-use super::linearizable::{explain, refusals, search};
+use super::linearizable::{explain, refusals, search, Partial};
 use super::search::Prepared;
 use super::Violation;
 use std::collections::BTreeSet;
@@ -19,16 +19,23 @@ use std::time::{Duration, Instant};
 /// How long shrinking a violation may take at most.
 const SHRINK_TIME: Duration = Duration::from_secs(3);
 
-/// The violation re-explained on a smaller sub-history, when shrinking finds one.
-pub(crate) fn shrunk(violation: Violation, all: &[&Operation], deadline: Instant) -> Violation {
+/// The violation re-explained on a smaller sub-history, when shrinking finds one. `reasons`
+/// are the (op id, reason) pairs of the original failure (see [`failure`]); `all` is the
+/// key's whole history, used when the violation's own operations do not fail alone.
+pub(crate) fn shrunk(
+    violation: Violation,
+    reasons: BTreeSet<(usize, String)>,
+    all: &[&Operation],
+    deadline: Instant,
+) -> Violation {
     let deadline = deadline.min(Instant::now() + SHRINK_TIME);
-    let everything: Vec<Operation> = all.iter().map(|&op| op.clone()).collect();
-    let Some(reasons) = failure(&everything, deadline) else {
+    if reasons.is_empty() {
         return violation;
-    };
+    }
     let start = match failure(&violation.operations, deadline) {
         Some(r) if !r.is_disjoint(&reasons) => violation.operations.clone(),
-        _ => everything,
+        _ if all.len() > violation.operations.len() => all.iter().map(|&op| op.clone()).collect(),
+        _ => return violation,
     };
     let kept = shrink(start, &reasons, deadline);
     if kept.len() >= violation.operations.len() {
@@ -52,6 +59,17 @@ pub(crate) fn shrunk(violation: Violation, all: &[&Operation], deadline: Instant
     }
 }
 
+/// The (op id, reason) pairs of a failed search's stuck operations that the model refuses.
+pub(crate) fn reasons(prepared: &mut Prepared, partial: &Partial) -> BTreeSet<(usize, String)> {
+    let reasons = refusals(prepared, partial);
+    partial
+        .stuck
+        .iter()
+        .zip(reasons)
+        .filter_map(|(&i, reason)| Some((prepared.ops[i].id, reason?)))
+        .collect()
+}
+
 /// The (op id, reason) pairs of the operations that cannot be placed, if `ops` are provably
 /// (before `deadline`) not linearizable.
 fn failure(ops: &[Operation], deadline: Instant) -> Option<BTreeSet<(usize, String)>> {
@@ -59,15 +77,7 @@ fn failure(ops: &[Operation], deadline: Instant) -> Option<BTreeSet<(usize, Stri
     sorted.sort_by_key(|op| (op.invoked_ns, op.id));
     let mut prepared = Prepared::new(&sorted);
     let partial = search(&mut prepared, deadline).ok()??;
-    let reasons = refusals(&mut prepared, &partial);
-    Some(
-        partial
-            .stuck
-            .iter()
-            .zip(reasons)
-            .filter_map(|(&i, reason)| Some((prepared.ops[i].id, reason?)))
-            .collect(),
-    )
+    Some(reasons(&mut prepared, &partial))
 }
 
 fn shrink(

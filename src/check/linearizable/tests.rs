@@ -316,3 +316,73 @@ fn pathological_history_gives_up_within_budget() {
         "{report}"
     );
 }
+
+/// A key's history of `len` operations with about 16 clients in flight, one write in 200
+/// indeterminate, and about `reads` percent reads beyond the generator's own.
+pub(crate) fn large_history(seed: u64, len: usize, reads: u32) -> History {
+    use crate::check::testkit::{simulate, Plan};
+    use rand::{Rng, SeedableRng};
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    let plan: Vec<Plan> = (0..len)
+        .map(|_| Plan {
+            kind: if rng.random_ratio(reads, 100) {
+                0
+            } else {
+                rng.random()
+            },
+            arg: rng.random(),
+            before: rng.random_range(0..32),
+            after: rng.random_range(0..32),
+            fate: if rng.random_ratio(1, 200) {
+                rng.random_range(0..2)
+            } else {
+                9
+            },
+        })
+        .collect();
+    simulate("k", &plan, 10)
+}
+
+/// The history with its last hit changed to a value nobody wrote.
+fn corrupt_last_read(history: &History) -> History {
+    let mut bad = history.clone();
+    if let Some(read) = bad
+        .operations
+        .iter_mut()
+        .rev()
+        .find(|op| matches!(op.output, Output::Value { .. }))
+    {
+        read.output = val("never", 1);
+    }
+    bad
+}
+
+#[test]
+fn a_large_key_is_decided() {
+    for (seed, reads) in [(0, 0), (1, 0), (2, 50)] {
+        let history = large_history(seed, 2_000, reads);
+        let clients = history
+            .operations
+            .iter()
+            .map(|op| op.client)
+            .max()
+            .unwrap_or(0)
+            + 1;
+        let report = check(&history, Duration::from_secs(60));
+        println!(
+            "seed {seed}: {} ops, {clients} clients: ok {} in {:.3} s",
+            history.operations.len(),
+            report.is_ok(),
+            report.elapsed.as_secs_f64()
+        );
+        assert!(report.is_ok(), "{report}");
+    }
+}
+
+#[test]
+fn a_late_violation_in_a_busy_key_is_found() {
+    let bad = corrupt_last_read(&large_history(3, 300, 30));
+    let report = check(&bad, Duration::from_secs(60));
+    let v = report.violation().expect("violation");
+    assert!(v.to_string().contains("\"never\""), "{v}");
+}
