@@ -276,6 +276,9 @@ pub(crate) fn search(
     let mut state: State = None;
     let mut stack: Vec<Frame> = Vec::new();
     let mut best: Option<Partial> = None;
+    // Definite operations on the stack, and on the best partial's.
+    let mut placed = 0usize;
+    let mut best_placed: Option<usize> = None;
     let mut cursor = Cursor::List(list.next[list.head]);
     let mut arrived = true;
     loop {
@@ -293,6 +296,7 @@ pub(crate) fn search(
                         before: state,
                         resume: None,
                     });
+                    placed += 1;
                     list.lift(call);
                     arrived = true;
                     continue;
@@ -341,6 +345,7 @@ pub(crate) fn search(
                             before: state,
                             resume: Some(cursor),
                         });
+                        placed += usize::from(!prepared.optional(op));
                         state = next_state;
                         if let Some(entry) = call {
                             list.lift(entry);
@@ -352,8 +357,11 @@ pub(crate) fn search(
                 }
                 continue;
             }
-            if !matches!(&best, Some(b) if b.order.len() >= stack.len()) {
+            // The longest prefix counts definite operations only: indeterminate ones are
+            // free to add and would make a worse story look longer.
+            if !matches!(best_placed, Some(b) if b >= placed) {
                 best = Some(snapshot(&list, &optional, prepared, &stack, state, &done));
+                best_placed = Some(placed);
             }
         }
         loop {
@@ -361,6 +369,7 @@ pub(crate) fn search(
                 return Ok(best);
             };
             done.remove(frame.op);
+            placed -= usize::from(!prepared.optional(frame.op));
             state = frame.before;
             if let Some(entry) = frame.call {
                 list.unlift(entry);

@@ -269,9 +269,13 @@ fn dfs<M: Machine>(
         .filter(|&op| !machine.optional(op))
         .count();
     let mut state = machine.initial();
-    // (chain, op, state before, forced)
+    // (slot: chain, plus the chain count for an indeterminate op; op; state before; forced)
     let mut stack: Vec<(usize, usize, M::State, bool)> = Vec::new();
     let mut best: Option<Partial<M::State>> = None;
+    // Definite operations placed, now and in the best partial (indeterminate ones are free
+    // to add and would make a worse story look longer).
+    let total = required;
+    let mut best_placed: Option<usize> = None;
     let mut from = 0;
     let mut arrived = true;
     loop {
@@ -307,16 +311,24 @@ fn dfs<M: Machine>(
             }
         }
         if !dead_end {
-            for c in from..chains.len() {
+            // Definite heads first, then indeterminate ones (slots C..2C), so the branch where
+            // an indeterminate operation has not taken effect is explored first and the memo
+            // can prune the others (see `Bits`).
+            let n = chains.len();
+            for slot in from..2 * n {
+                let c = slot % n;
                 let Some(&op) = chains[c].get(pos[c]) else {
                     continue;
                 };
+                if machine.optional(op) != (slot >= n) {
+                    continue;
+                }
                 let Ok(next) = machine.step(&state, op, &done) else {
                     continue;
                 };
                 done.insert(op);
                 if memo.insert(&done, &next) {
-                    stack.push((c, op, std::mem::replace(&mut state, next), false));
+                    stack.push((slot, op, std::mem::replace(&mut state, next), false));
                     pos[c] += 1;
                     required -= usize::from(!machine.optional(op));
                     advanced = true;
@@ -329,7 +341,9 @@ fn dfs<M: Machine>(
                 arrived = true;
                 continue;
             }
-            if !matches!(&best, Some(b) if b.order.len() >= stack.len()) {
+            let placed = total - required;
+            if !matches!(best_placed, Some(b) if b >= placed) {
+                best_placed = Some(placed);
                 best = Some(Partial {
                     order: stack.iter().map(|&(_, op, ..)| op).collect(),
                     state: state.clone(),
@@ -342,15 +356,15 @@ fn dfs<M: Machine>(
             }
         }
         loop {
-            let Some((c, op, before, forced)) = stack.pop() else {
+            let Some((slot, op, before, forced)) = stack.pop() else {
                 return Ok(best);
             };
-            pos[c] -= 1;
+            pos[slot % chains.len()] -= 1;
             done.remove(op);
             required += usize::from(!machine.optional(op));
             state = before;
             if !forced {
-                from = c + 1;
+                from = slot + 1;
                 break;
             }
         }
