@@ -85,7 +85,7 @@ pub fn render(violation: &Violation) -> String {
         })
         .max()
         .unwrap_or(0)
-        .max(t0 + 1);
+        .max(t0.saturating_add(1));
     let x = |t: u64| LEFT + (t.saturating_sub(t0)) as f64 / (t1 - t0) as f64 * CHART;
     let width = LEFT + CHART + TAIL;
     let height = TOP + ROW * clients.len().max(1) as f64 + 20.0;
