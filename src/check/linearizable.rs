@@ -12,9 +12,25 @@
 //! their invocation, or never. The search succeeds once no return entry is left, whatever
 //! indeterminate calls remain. Indeterminate reads are dropped up front.
 //!
-//! On a violation the report gives the longest linearizable prefix found and the operations
-//! that could not follow it (Porcupine's partial linearization), each with the model's
-//! reason, then shrinks that sub-history while it stays non-linearizable.
+//! Beyond Porcupine, three reductions keep busy keys cheap: a read the model accepts without
+//! changing the state is linearized at once with no alternative tried; indeterminate
+//! operations are tried after the definite candidates, and the memo treats a configuration
+//! as explored when one with the same definite operations and state but *fewer*
+//! indeterminate ones was (it could do everything this one can); and a read of a value that
+//! no operation invoked before it returned writes is reported without a search.
+//!
+//! On a violation the report gives the longest linearizable prefix found (counted in definite
+//! operations) and the operations that could not follow it (Porcupine's partial
+//! linearization), each with the model's reason, then shrinks that sub-history while it stays
+//! non-linearizable for the same reason (see `shrink`).
+//!
+//! # Guarantees
+//!
+//! `Ok` and `Violation` are exact with respect to the model in [`super::model`] (each key
+//! starts absent; cas ids are unique per write). The search is exponential in the worst case
+//! (NP-complete problem): the budget turns that into [`Verdict::Unknown`], as does the memo
+//! reaching its memory limit. Proving a violation costs far more than finding a
+//! linearization: the search must exhaust every configuration up to the failure.
 
 use super::history::{History, Operation};
 use super::model::{self, State};

@@ -386,3 +386,29 @@ fn a_late_violation_in_a_busy_key_is_found() {
     let v = report.violation().expect("violation");
     assert!(v.to_string().contains("\"never\""), "{v}");
 }
+
+/// Timing figures (run in release: `cargo test --release --lib timing_figures -- --ignored
+/// --nocapture`); a measurement, not a timed assertion.
+#[test]
+#[ignore]
+fn timing_figures() {
+    for (seed, reads) in [(10, 0), (11, 30), (12, 50)] {
+        let history = large_history(seed, 2_000, reads);
+        let indeterminate = history
+            .operations
+            .iter()
+            .filter(|op| op.output.is_indeterminate())
+            .count();
+        let ok = check(&history, Duration::from_secs(60));
+        let bad = check(&corrupt_last_read(&history), Duration::from_secs(60));
+        println!(
+            "2000 ops, {reads}% extra reads, {indeterminate} indeterminate: linearizable {} in \
+             {:.3} s; last read corrupted: violation {} in {:.3} s ({} ops shown)",
+            ok.is_ok(),
+            ok.elapsed.as_secs_f64(),
+            bad.is_violation(),
+            bad.elapsed.as_secs_f64(),
+            bad.violation().map_or(0, |v| v.operations.len()),
+        );
+    }
+}
