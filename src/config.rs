@@ -216,6 +216,9 @@ pub struct ClusterSettings {
     pub fsync: bool,
     /// How long an ordered-mode request may wait for a quorum before `SERVER_ERROR no quorum`.
     pub quorum_timeout_ms: u64,
+    /// Log entries between two snapshots of the ordered queue (the log before a snapshot is
+    /// compacted away; a lagging or new peer is sent the snapshot).
+    pub snapshot_logs: u64,
 }
 
 /// `[server]`: the client-facing listener and process settings.
@@ -414,6 +417,7 @@ struct RawCluster {
     data_dir: Option<String>,
     fsync: Option<bool>,
     quorum_timeout_ms: Option<u64>,
+    snapshot_logs: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -508,6 +512,7 @@ fn resolve(raw: RawConfig, o: &Overrides) -> Result<PeerConfig, ConfigError> {
         ),
         fsync: raw.cluster.fsync.unwrap_or(true),
         quorum_timeout_ms: raw.cluster.quorum_timeout_ms.unwrap_or(2000),
+        snapshot_logs: raw.cluster.snapshot_logs.unwrap_or(5000).max(1),
     };
     let server = ServerSettings {
         max_connections: o

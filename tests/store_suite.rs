@@ -112,6 +112,7 @@ both_stores!(
     too_large_values_are_refused,
     concurrent_incr_loses_nothing,
     concurrent_cas_loops_lose_nothing,
+    dump_lists_every_live_item_and_clear_empties,
 );
 
 // ---------------------------------------------------------------------------------------------

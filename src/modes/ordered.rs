@@ -204,6 +204,10 @@ impl<S: Store> Ordered<S> {
             ("cluster_term".into(), term.to_string()),
             ("cluster_last_log_index".into(), last_log.to_string()),
             ("cluster_applied_index".into(), applied.to_string()),
+            (
+                "cluster_snapshot_index".into(),
+                queue.snapshot_index().to_string(),
+            ),
             ("cluster_batches".into(), count(&c.batches)),
             (
                 "cluster_batched_commands".into(),

@@ -95,6 +95,17 @@ impl LogStore {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
             Err(e) => return Err(e),
         };
+        // A peer that led before it stopped restarts as a follower that voted for itself in
+        // that term (term and vote kept, so it still cannot vote twice). openraft 0.9 would
+        // otherwise resume leading at once from a stale view of its followers, which
+        // replicates from ranges its compacted log no longer holds (and panics its task);
+        // an election or the current leader's heartbeat settles leadership instead.
+        let vote = vote.map(|v: Vote<NodeId>| {
+            if v.committed {
+                tracing::info!(term = v.leader_id.term, "restarting as a follower of term");
+            }
+            Vote::new(v.leader_id.term, v.leader_id.node_id)
+        });
         let mut entries = BTreeMap::new();
         let mut purged = None;
         let mut records = 0;
@@ -249,7 +260,12 @@ impl Writer {
             if self.records < 64 || self.records < 4 * (inner.entries.len() / 256 + 1) {
                 return Ok(());
             }
-            let all: Vec<Entry> = inner.entries.values().cloned().collect();
+            let after = inner.purged.map_or(0, |p| p.index + 1);
+            let all: Vec<Entry> = inner
+                .entries
+                .range(after..)
+                .map(|(_, e)| e.clone())
+                .collect();
             (inner.purged, all)
         };
         let tmp = self.dir.join("log.tmp");
@@ -297,7 +313,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         let last = inner.entries.values().next_back().map(|e| e.log_id);
         Ok(LogState {
             last_purged_log_id: inner.purged,
-            last_log_id: last.or(inner.purged),
+            last_log_id: last.max(inner.purged),
         })
     }
 
@@ -382,10 +398,16 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             let mut inner = self.shared.inner.lock();
             let (done, wait) = oneshot::channel();
             self.queue(&record, Waiter::Call(done)).map_err(io_err)?;
-            let Inner {
-                entries, purged, ..
-            } = &mut *inner;
-            replay(entries, purged, record);
+            // The entries up to the *previous* purge point leave memory now; those up to this
+            // one stay readable until the next purge. openraft 0.9 can still be reading a
+            // range it planned before deciding to purge it (a replication task racing the
+            // purge, openraft issue #1601), and an empty read there panics its task.
+            let previous = inner.purged.map(|p| p.index);
+            if let Some(previous) = previous {
+                let kept = inner.entries.split_off(&(previous + 1));
+                inner.entries = kept;
+            }
+            inner.purged = Some(log_id);
             wait
         };
         wait.await

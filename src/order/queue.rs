@@ -54,8 +54,10 @@ pub struct OrderConfig {
     pub max_batch: usize,
     /// Most batches in flight at once from one peer.
     pub max_inflight: usize,
-    /// Whether the store can be snapshotted (else the log is never compacted).
-    pub snapshots: bool,
+    /// Log entries between snapshots (0 = never snapshot: the log is never compacted).
+    pub snapshot_logs: u64,
+    /// How snapshots find the store's keys.
+    pub key_index: super::state_machine::KeyIndex,
 }
 
 impl OrderConfig {
@@ -69,7 +71,8 @@ impl OrderConfig {
             election_timeout: Duration::from_millis(500),
             max_batch: 512,
             max_inflight: 2,
-            snapshots: true,
+            snapshot_logs: 5000,
+            key_index: super::state_machine::KeyIndex::Store,
         }
     }
 }
@@ -188,9 +191,14 @@ impl OrderedQueue {
         let log = LogStore::open(&config.dir, config.fsync).map_err(data_dir)?;
         let pristine = log.is_pristine();
         let counters = QueueCounters::default();
-        let sm = StateMachine::open(store, &config.dir, counters.applied_commands.clone())
-            .await
-            .map_err(|e| StartError::Raft(e.to_string()))?;
+        let sm = StateMachine::open(
+            store,
+            config.key_index,
+            &config.dir,
+            counters.applied_commands.clone(),
+        )
+        .await
+        .map_err(|e| StartError::Raft(e.to_string()))?;
         let election = config.election_timeout.as_millis().max(10) as u64;
         let raft_config = openraft::Config {
             cluster_name: "memcord".into(),
@@ -198,12 +206,12 @@ impl OrderedQueue {
             election_timeout_min: election,
             election_timeout_max: election * 2,
             install_snapshot_timeout: 5000,
-            snapshot_policy: if config.snapshots {
-                SnapshotPolicy::LogsSinceLast(5000)
+            snapshot_policy: if config.snapshot_logs > 0 {
+                SnapshotPolicy::LogsSinceLast(config.snapshot_logs)
             } else {
                 SnapshotPolicy::Never
             },
-            max_in_snapshot_log_to_keep: 1000,
+            max_in_snapshot_log_to_keep: config.snapshot_logs.min(1000),
             max_payload_entries: 256,
             ..Default::default()
         }
@@ -329,6 +337,11 @@ impl OrderedQueue {
             m.last_log_index.unwrap_or(0),
             m.last_applied.map_or(0, |l| l.index),
         )
+    }
+
+    /// The last log index covered by this peer's current snapshot (0: none yet).
+    pub fn snapshot_index(&self) -> u64 {
+        self.raft.metrics().borrow().snapshot.map_or(0, |l| l.index)
     }
 
     /// The configured quorum timeout.

@@ -7,6 +7,7 @@ use crate::cluster::{Membership, Transport, TransportConfig};
 use crate::config::Consistency;
 use crate::config::{KvType, PeerConfig};
 use crate::modes::{Eventual, EventualConfig, Linearizable, Sequential, Standalone};
+use crate::order::state_machine::KeyIndex;
 use crate::order::{OrderConfig, OrderedQueue};
 use crate::protocol::Limits;
 use crate::store::{AnyStore, MemcachedConfig, MemcachedStore, MemoryConfig, MemoryStore};
@@ -187,8 +188,12 @@ async fn start_queue(
     order.quorum_timeout = Duration::from_millis(cluster.quorum_timeout_ms.max(1));
     order.heartbeat = Duration::from_millis(cluster.heartbeat_ms.max(1));
     order.election_timeout = Duration::from_millis(cluster.failure_timeout_ms.max(10));
-    // Only the embedded store can list its items for a snapshot.
-    order.snapshots = matches!(*store, AnyStore::Memory(_));
+    order.snapshot_logs = cluster.snapshot_logs;
+    // memcached cannot list its keys exactly: the state machine keeps its own index.
+    order.key_index = match *store {
+        AnyStore::Memory(_) => KeyIndex::Store,
+        _ => KeyIndex::Tracked,
+    };
     Ok(OrderedQueue::start(config.id as u64, members, store, transport, order).await?)
 }
 

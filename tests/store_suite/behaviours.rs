@@ -515,3 +515,29 @@ pub async fn concurrent_cas_loops_lose_nothing<S: Store>(f: &Fixture<S>) {
         Some(b(&(TASKS * ROUNDS).to_string()))
     );
 }
+
+/// dump lists exactly the live items (deleted and expired ones left out), with everything
+/// a snapshot needs; clear empties the store.
+pub async fn dump_lists_every_live_item_and_clear_empties<S: Store>(f: &Fixture<S>) {
+    let mut expected = Vec::new();
+    for (key, value, flags) in [
+        ("plain", "1", 0),
+        ("a/b:c%", "two", 7),
+        ("k\u{e9}y", "3", 9),
+    ] {
+        let item = Item::new(b(value), flags, ExpiresAt(unix_secs() + 3600), f.ts());
+        f.store.set(b(key), item.clone()).await.unwrap();
+        expected.push((b(key), item));
+    }
+    f.store.set(b("gone"), f.item("x", 0)).await.unwrap();
+    f.store.delete(b("gone"), f.ts()).await.unwrap();
+    let dead = Item::new(b("old"), 0, ExpiresAt::EXPIRED, f.ts());
+    f.store.set(b("dead"), dead).await.unwrap();
+    let mut dumped = f.store.dump().await.expect("dump");
+    dumped.sort_by(|a, b| a.0.cmp(&b.0));
+    expected.sort_by(|a, b| a.0.cmp(&b.0));
+    assert_eq!(dumped, expected);
+    f.store.clear().await.expect("clear");
+    assert_eq!(f.store.dump().await.expect("dump"), Vec::new());
+    assert_eq!(get_one(f, "plain").await, None);
+}

@@ -21,11 +21,15 @@
 //! is forwarded to the backend (immediately, or with a delay in whole seconds) and also checked
 //! lazily against envelope versions, which is exact where the backend's one-second clock is not.
 //!
+//! [`Store::dump`] lists the backend's keys with `lru_crawler metadump all` (see [`metadump`])
+//! and reads them back in batches of `get`s, keeping the live ones.
+//!
 //! `stats` reports the backend's own `curr_items`, `bytes`, `evictions`, `reclaimed` and
 //! `limit_maxbytes` (all zero when the backend cannot be asked).
 
 mod connection;
 pub mod envelope;
+mod metadump;
 mod ops;
 mod pool;
 
@@ -87,6 +91,8 @@ impl MemcachedConfig {
 /// A store that keeps item envelopes in a backing memcached.
 pub struct MemcachedStore {
     pool: Pool,
+    /// The backend's address, for the metadump connection.
+    addr: String,
     flushes: FlushSchedule,
     max_item_size: usize,
     max_retries: u32,
@@ -126,6 +132,7 @@ impl MemcachedStore {
     pub fn new(config: MemcachedConfig) -> MemcachedStore {
         MemcachedStore {
             pool: Pool::start(&config),
+            addr: config.addr.clone(),
             flushes: FlushSchedule::default(),
             max_item_size: config.max_item_size,
             max_retries: config.max_retries.max(1),

@@ -8,6 +8,13 @@ use crate::store::{
 };
 use bytes::Bytes;
 
+/// Longest a whole `lru_crawler metadump` may take.
+const DUMP_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(120);
+/// Most keys a dump lists (a bound on what one snapshot holds in memory).
+const DUMP_MAX_KEYS: usize = 50_000_000;
+/// Keys read back per `get` round trip while dumping.
+const DUMP_CHUNK: usize = 512;
+
 impl Store for MemcachedStore {
     async fn get(&self, keys: &[Bytes]) -> StoreResult<Vec<Option<Item>>> {
         Ok(self
@@ -203,11 +210,17 @@ impl Store for MemcachedStore {
     }
 
     async fn dump(&self) -> StoreResult<Vec<(Bytes, Item)>> {
-        // Listing a memcached's keys needs `lru_crawler metadump all`, not implemented yet:
-        // the ordered queue keeps its whole log for memcached-backed peers instead.
-        Err(StoreError::Unsupported(
-            "listing a memcached's items".into(),
-        ))
+        let keys = super::metadump::list_keys(&self.addr, DUMP_TIMEOUT, DUMP_MAX_KEYS).await?;
+        let mut items = Vec::with_capacity(keys.len());
+        for chunk in keys.chunks(DUMP_CHUNK) {
+            let fetched = self.fetch(chunk, false).await?;
+            for (key, hit) in chunk.iter().zip(fetched) {
+                if let Some(hit) = hit.filter(|hit| hit.live) {
+                    items.push((key.clone(), hit.item));
+                }
+            }
+        }
+        Ok(items)
     }
 
     async fn clear(&self) -> StoreResult<()> {
