@@ -222,10 +222,14 @@ async fn campaign(args: CheckArgs) -> Result<u8, String> {
         ),
     };
     let mut nemesis = Nemesis::new(kinds, plan.seed, addrs.clone(), local.clone(), timing, base);
-    nemesis.run(until, stop.clone()).await;
-    let history = workload
-        .await
-        .map_err(|e| format!("the workload failed: {e}"))?;
+    // The nemesis stops with the workload (which may end early, at --max-ops).
+    let nemesis_stop = stop.child_token();
+    let (_, history) = tokio::join!(nemesis.run(until, nemesis_stop.clone()), async {
+        let history = workload.await;
+        nemesis_stop.cancel();
+        history
+    });
+    let history = history.map_err(|e| format!("the workload failed: {e}"))?;
     let workload_time = base.elapsed();
     printer.abort();
     nemesis.heal_all().await;

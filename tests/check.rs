@@ -1,0 +1,259 @@
+//! The consistency campaign: the real `memcord check` binary starts real three-peer clusters
+//! (child processes on free ports), records a workload under injected faults and checks it.
+//!
+//! * every mode, two seeds each, `--faults mix`: exit 0 and a complete summary;
+//! * one run in front of real memcached backends;
+//! * the broken build (`--unsafe-local-reads`: linearizable reads from the local store without
+//!   a read index) must be caught: exit 1, a violation and its timeline HTML;
+//! * bad flags and impossible fault requests exit 2 with a message, before starting anything.
+//!
+//! The runs are serialized (one cluster at a time on a small machine, so fault timings are
+//! not distorted by a neighbouring cluster); the whole file stays under three minutes.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+/// One `memcord check` run at a time.
+static SERIAL: Mutex<()> = Mutex::new(());
+
+/// A `memcord check` run that must finish within this.
+const RUN_DEADLINE: Duration = Duration::from_secs(90);
+
+fn memcord_check(args: &[&str], out: &Path) -> (Output, BTreeMap<String, String>) {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_memcord"));
+    cmd.arg("check").args(args).arg("--out").arg(out);
+    for (key, _) in std::env::vars() {
+        if key.starts_with("MEMCORD_") {
+            cmd.env_remove(key);
+        }
+    }
+    let started = Instant::now();
+    let child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawning memcord check");
+    let pid = child.id();
+    // A watchdog, so a hung run fails the test instead of hanging it.
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let watched = done.clone();
+    std::thread::spawn(move || {
+        let until = Instant::now() + RUN_DEADLINE;
+        while Instant::now() < until {
+            if watched.load(std::sync::atomic::Ordering::SeqCst) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        // SAFETY: kill(2) on our own child's pid; it is not reaped before `done` is set.
+        unsafe {
+            libc::kill(pid as i32, libc::SIGKILL);
+        }
+    });
+    let output = child.wait_with_output().expect("waiting for memcord check");
+    done.store(true, std::sync::atomic::Ordering::SeqCst);
+    let stdout = String::from_utf8_lossy(&output.stdout).to_string();
+    let stderr = String::from_utf8_lossy(&output.stderr).to_string();
+    eprintln!(
+        "memcord check {args:?}: {:?} in {:.1} s\n--- stdout ---\n{stdout}--- stderr ---\n{stderr}",
+        output.status,
+        started.elapsed().as_secs_f64()
+    );
+    let summary = stdout
+        .lines()
+        .filter_map(|line| line.split_once(": "))
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    (output, summary)
+}
+
+fn number(summary: &BTreeMap<String, String>, name: &str) -> u64 {
+    summary
+        .get(name)
+        .unwrap_or_else(|| panic!("summary has no {name}: {summary:?}"))
+        .parse()
+        .unwrap_or_else(|_| panic!("summary {name} is not a number: {summary:?}"))
+}
+
+/// Asserts a complete, consistent summary for `mode`, and the files written with `--out`.
+fn assert_consistent(output: &Output, summary: &BTreeMap<String, String>, mode: &str, out: &Path) {
+    assert_eq!(output.status.code(), Some(0), "{summary:?}");
+    assert_eq!(summary["mode"], mode);
+    assert_eq!(summary["verdict"], "consistent");
+    assert_eq!(summary["recovered"], "yes");
+    let checker = match mode {
+        "eventual" => "convergence",
+        other => other,
+    };
+    assert_eq!(summary["checker"], checker);
+    let operations = number(summary, "operations");
+    assert!(operations >= 100, "only {operations} operations");
+    assert_eq!(
+        number(summary, "ok") + number(summary, "indeterminate"),
+        operations
+    );
+    assert_eq!(
+        number(summary, "indeterminate_error_replies") + number(summary, "indeterminate_timeouts"),
+        number(summary, "indeterminate")
+    );
+    let faults = &summary["faults"];
+    let words: Vec<&str> = faults.split(' ').collect();
+    assert_eq!(words.len(), 4, "{faults}");
+    for (word, kind) in words.iter().zip(["kill", "stop", "partition", "backend"]) {
+        let count = word
+            .strip_prefix(&format!("{kind}="))
+            .unwrap_or_else(|| panic!("faults line {faults:?}"));
+        count.parse::<u64>().expect("a fault count");
+    }
+    let history: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("history.json")).expect("history.json"))
+            .expect("history.json parses");
+    assert_eq!(
+        history["operations"].as_array().expect("operations").len() as u64,
+        operations
+    );
+    let written = std::fs::read_to_string(out.join("summary.txt")).expect("summary.txt");
+    assert!(written.contains(&format!("operations: {operations}\n")));
+}
+
+fn total_faults(summary: &BTreeMap<String, String>) -> u64 {
+    summary["faults"]
+        .split(' ')
+        .filter_map(|w| w.split_once('=')?.1.parse::<u64>().ok())
+        .sum()
+}
+
+fn campaign(mode: &str, seed: &str, extra: &[&str]) {
+    let out = tempfile::tempdir().expect("temp dir");
+    let mut args = vec![
+        "--consistency",
+        mode,
+        "--duration",
+        "5",
+        "--seed",
+        seed,
+        "--faults",
+        "mix",
+    ];
+    args.extend(extra);
+    let (output, summary) = memcord_check(&args, out.path());
+    assert_consistent(&output, &summary, mode, out.path());
+    assert!(
+        total_faults(&summary) >= 1,
+        "no fault injected: {summary:?}"
+    );
+}
+
+#[test]
+fn linearizable_mode_passes_under_mixed_faults() {
+    // The README's example command, with the output folder in a temporary directory.
+    campaign("linearizable", "1", &[]);
+    campaign("linearizable", "2", &[]);
+}
+
+#[test]
+fn sequential_mode_passes_under_mixed_faults() {
+    campaign("sequential", "3", &[]);
+    campaign("sequential", "4", &[]);
+}
+
+#[test]
+fn eventual_mode_converges_under_mixed_faults() {
+    campaign("eventual", "5", &[]);
+    campaign("eventual", "6", &[]);
+}
+
+#[test]
+fn linearizable_mode_passes_in_front_of_memcached() {
+    // Fails (never skips) when the memcached binary is missing.
+    let bin = std::env::var_os("MEMCACHED_BIN")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| "/usr/bin/memcached".into());
+    assert!(
+        bin.is_file()
+            || std::env::var_os("PATH")
+                .is_some_and(|p| std::env::split_paths(&p).any(|d| d.join("memcached").is_file())),
+        "memcached is not installed: run scripts/test.sh, which installs it"
+    );
+    let out = tempfile::tempdir().expect("temp dir");
+    let args = [
+        "--consistency",
+        "linearizable",
+        "--duration",
+        "5",
+        "--seed",
+        "8",
+        "--faults",
+        "kill,stop,partition",
+        "--backend",
+        "memcached",
+    ];
+    let (output, summary) = memcord_check(&args, out.path());
+    assert_consistent(&output, &summary, "linearizable", out.path());
+    assert_eq!(summary["cluster"], "started 3 peer(s), kv memcached");
+}
+
+#[test]
+fn a_broken_linearizable_build_is_caught() {
+    let out = tempfile::tempdir().expect("temp dir");
+    let args = [
+        "--consistency",
+        "linearizable",
+        "--duration",
+        "8",
+        "--seed",
+        "11",
+        "--faults",
+        "partition",
+        "--unsafe-local-reads",
+    ];
+    let started = Instant::now();
+    let (output, summary) = memcord_check(&args, out.path());
+    assert_eq!(output.status.code(), Some(1), "{summary:?}");
+    assert_eq!(summary["verdict"], "violation");
+    assert!(summary["faults"].contains("partition="), "{summary:?}");
+    assert!(
+        total_faults(&summary) >= 1,
+        "no partition injected: {summary:?}"
+    );
+    let timeline = Path::new(summary.get("timeline").expect("a timeline path"));
+    assert!(timeline.starts_with(out.path()), "{timeline:?}");
+    let html = std::fs::read_to_string(timeline).expect("timeline written");
+    assert!(
+        html.contains(&summary["violation_key"]),
+        "timeline names the key"
+    );
+    assert!(started.elapsed() < RUN_DEADLINE);
+}
+
+#[test]
+fn bad_flags_and_impossible_faults_exit_2_before_starting_anything() {
+    let out = tempfile::tempdir().expect("temp dir");
+    let cases: [(&[&str], &str); 4] = [
+        (
+            &["--consistency", "strong"],
+            "unknown consistency mode 'strong'",
+        ),
+        (&["--faults", "flood"], "unknown fault 'flood'"),
+        (
+            &["--faults", "backend"],
+            "fault 'backend' needs --backend memcached",
+        ),
+        (
+            &["--attach", "127.0.0.1:1", "--faults", "kill"],
+            "only `partition` (fail/recover) is possible",
+        ),
+    ];
+    for (args, message) in cases {
+        let (output, _) = memcord_check(args, out.path());
+        assert_eq!(output.status.code(), Some(2), "{args:?}");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(stderr.contains(message), "{args:?}: {stderr}");
+        assert!(!out.path().join("history.json").exists());
+    }
+}
