@@ -10,6 +10,7 @@
 //! Like `bench`, it is a black box: it talks to the peers over TCP with the memcache text
 //! protocol (and starts them as child processes), never through memcord's insides.
 
+mod args;
 pub mod cluster;
 pub mod conn;
 pub mod history;
@@ -19,66 +20,5 @@ pub mod summary;
 pub mod verify;
 pub mod workload;
 
+pub use args::{CheckArgs, EXIT_CONSISTENT, EXIT_UNKNOWN, EXIT_VIOLATION};
 pub use run::run;
-
-use std::path::PathBuf;
-
-/// `memcord check`: what to run.
-#[derive(Debug, Clone, clap::Args)]
-pub struct CheckArgs {
-    /// Consistency mode to check: linearizable, sequential or eventual.
-    #[arg(long, default_value = "linearizable")]
-    pub consistency: String,
-    /// Seconds of workload.
-    #[arg(long, default_value_t = 10.0)]
-    pub duration: f64,
-    /// Seed of the workload and of the fault schedule (default: random, printed).
-    #[arg(long)]
-    pub seed: Option<u64>,
-    /// Concurrent clients (one connection each, spread over the peers).
-    #[arg(long, default_value_t = 6)]
-    pub clients: usize,
-    /// Register keys (plus a third as many counter keys).
-    #[arg(long, default_value_t = 5)]
-    pub keys: usize,
-    /// Most operations in the history.
-    #[arg(long, default_value_t = 20_000)]
-    pub max_ops: usize,
-    /// Faults: none, or a comma list of kill, stop, partition, backend, mix.
-    #[arg(long, default_value = "mix")]
-    pub faults: String,
-    /// Backing store of a started cluster: memory or memcached (one memcached child per peer).
-    #[arg(long, default_value = "memory")]
-    pub backend: String,
-    /// Peers of a started cluster.
-    #[arg(long, default_value_t = 3)]
-    pub peers: usize,
-    /// Check a running cluster instead: its peers' client addresses, in peer-id order
-    /// (host:port,host:port,…). Only `partition` faults are then possible.
-    #[arg(long)]
-    pub attach: Option<String>,
-    /// Write history.json, summary.txt (and timeline HTML on a violation) into this folder.
-    #[arg(long)]
-    pub out: Option<PathBuf>,
-    /// Seconds the checker may search before answering unknown.
-    #[arg(long, default_value_t = 60.0)]
-    pub checker_budget: f64,
-    /// Per-operation reply deadline in seconds.
-    #[arg(long, default_value_t = 3.0)]
-    pub op_timeout: f64,
-    /// The memcord binary the started peers run (default: this one).
-    #[arg(long)]
-    pub memcord_bin: Option<PathBuf>,
-    /// Test-only: start the peers with MEMCORD_UNSAFE_LOCAL_READS=1, a deliberately broken
-    /// linearizable mode (reads from the local store without a read index), to prove the
-    /// harness catches it.
-    #[arg(long, hide = true)]
-    pub unsafe_local_reads: bool,
-}
-
-/// Exit code: the history is consistent.
-pub const EXIT_CONSISTENT: u8 = 0;
-/// Exit code: a violation was found.
-pub const EXIT_VIOLATION: u8 = 1;
-/// Exit code: inconclusive, or the run could not be set up.
-pub const EXIT_UNKNOWN: u8 = 2;

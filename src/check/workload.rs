@@ -10,7 +10,10 @@
 //!   `decr`, `delete`, so `incr`/`decr` never meet a non-numeric value.
 //! * An error reply (`ERROR`, `CLIENT_ERROR …`, `SERVER_ERROR …`), a timeout or a broken
 //!   connection is recorded as [`Output::Indeterminate`] with `returned_ns = u64::MAX`; the
-//!   client then reconnects to the next peer before its next operation.
+//!   client then reconnects before its next operation: to the same peer after an error reply
+//!   (up to three in a row), to the next peer after a timeout or a broken connection.
+//! * The history's `client` names a **connection**: a client that reconnects continues under a
+//!   fresh id, since the sequential mode promises program order per connection.
 //!
 //! The run is bounded by a deadline, an operation count and a cancellation token.
 
@@ -110,6 +113,9 @@ pub async fn record(
 ) -> History {
     let until = base + spec.duration;
     let claimed = Arc::new(AtomicUsize::new(0));
+    // Client ids in the history name connections: the first ones are 0..clients, every
+    // reconnection takes the next free id (sequential consistency is promised per connection).
+    let connections = Arc::new(AtomicUsize::new(spec.clients));
     let spec = Arc::new(spec);
     let mut tasks = tokio::task::JoinSet::new();
     for client in 0..spec.clients {
@@ -117,9 +123,11 @@ pub async fn record(
         let stop = stop.clone();
         let claimed = claimed.clone();
         let progress = progress.clone();
+        let connections = connections.clone();
         tasks.spawn(async move {
             let mut c = Client::new(client, &spec, base);
-            c.run(&spec, until, &stop, &claimed, &progress).await;
+            c.run(&spec, until, &stop, &claimed, &progress, &connections)
+                .await;
             c.ops
         });
     }
@@ -140,6 +148,10 @@ pub async fn record(
 /// One client: its connection, its random source and what it remembers.
 struct Client {
     id: usize,
+    /// The history's client id of the current connection.
+    connection: usize,
+    /// Whether the next connection is this client's first.
+    first: bool,
     base: Instant,
     rng: StdRng,
     peer: usize,
@@ -164,6 +176,8 @@ impl Client {
             .wrapping_add(id as u64);
         Client {
             id,
+            connection: id,
+            first: true,
             base,
             rng: StdRng::seed_from_u64(seed),
             peer: id % spec.targets.len().max(1),
@@ -189,12 +203,18 @@ impl Client {
         stop: &CancellationToken,
         claimed: &AtomicUsize,
         progress: &Progress,
+        connections: &AtomicUsize,
     ) {
         while Instant::now() < until && !stop.is_cancelled() {
             if self.conn.is_none() {
                 let addr = spec.targets[self.peer];
                 match TextConn::connect(addr, spec.op_timeout).await {
-                    Ok(conn) => self.conn = Some(conn),
+                    Ok(conn) => {
+                        self.conn = Some(conn);
+                        if !std::mem::take(&mut self.first) {
+                            self.connection = connections.fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
                     Err(err) => {
                         tracing::debug!(client = self.id, %err, "reconnect failed");
                         self.peer = (self.peer + 1) % spec.targets.len();
@@ -319,7 +339,7 @@ impl Client {
         let indeterminate = output.is_indeterminate();
         self.ops.push(Operation {
             id: 0,
-            client: self.id,
+            client: self.connection,
             peer: self.peer,
             key,
             input,
