@@ -8,6 +8,13 @@
 //! records rebuilds the log. A torn last record (a crash mid-write) is ignored: its entries were
 //! never acknowledged, since openraft is told an append is durable only after the fsync. When
 //! dead records outweigh live entries the file is rewritten (tmp + fsync + rename).
+//!
+//! **Group commit.** The file belongs to one writer thread. `append` updates the in-memory log
+//! at once and queues its record; the thread writes every record queued meanwhile with one
+//! `write` and one `fdatasync`, then tells openraft (through each append's [`LogFlushed`]) that
+//! they are durable. So an fsync never blocks the async runtime, and one fsync covers as many
+//! appends as arrive while the previous one runs. Records reach the file in call order, so the
+//! file replays to the in-memory log.
 
 use super::{Entry, NodeId, TypeConfig};
 use openraft::storage::{LogFlushed, RaftLogStorage};
@@ -20,7 +27,8 @@ use std::fs::{File, OpenOptions};
 use std::io::{Read, Write};
 use std::ops::RangeBounds;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{mpsc, Arc};
+use tokio::sync::oneshot;
 
 #[derive(Serialize, Deserialize)]
 enum Record {
@@ -29,24 +37,52 @@ enum Record {
     Purge(LogId<NodeId>),
 }
 
+/// The in-memory log (what openraft reads) and the vote.
 struct Inner {
     dir: PathBuf,
     fsync: bool,
-    file: File,
-    records: usize,
     vote: Option<Vote<NodeId>>,
     entries: BTreeMap<u64, Entry>,
     purged: Option<LogId<NodeId>>,
 }
 
+/// Who waits for a queued record to be durable.
+enum Waiter {
+    /// openraft, for an append.
+    Raft(LogFlushed<TypeConfig>),
+    /// A truncate or purge call.
+    Call(oneshot::Sender<std::io::Result<()>>),
+}
+
+/// A record (already encoded) for the writer thread.
+struct Job {
+    bytes: Vec<u8>,
+    waiter: Waiter,
+    /// Whether the file may be compacted after this record (purges).
+    compact: bool,
+}
+
+struct Shared {
+    inner: Mutex<Inner>,
+    jobs: mpsc::Sender<Job>,
+}
+
 /// The log storage handed to openraft; clones share one log.
 #[derive(Clone)]
 pub struct LogStore {
-    inner: Arc<Mutex<Inner>>,
+    shared: Arc<Shared>,
 }
 
 fn io_err(e: impl std::error::Error + 'static) -> StorageError<NodeId> {
     StorageIOError::write_logs(openraft::AnyError::new(&e)).into()
+}
+
+fn encode(record: &Record) -> std::io::Result<Vec<u8>> {
+    let body = postcard::to_allocvec(record).map_err(std::io::Error::other)?;
+    let mut buf = Vec::with_capacity(body.len() + 4);
+    buf.extend_from_slice(&(body.len() as u32).to_le_bytes());
+    buf.extend_from_slice(&body);
+    Ok(buf)
 }
 
 impl LogStore {
@@ -90,23 +126,47 @@ impl LogStore {
             }
         }
         let file = OpenOptions::new().create(true).append(true).open(&path)?;
-        Ok(LogStore {
-            inner: Arc::new(Mutex::new(Inner {
+        let (jobs, queue) = mpsc::channel();
+        let shared = Arc::new(Shared {
+            inner: Mutex::new(Inner {
                 dir: dir.to_path_buf(),
                 fsync,
-                file,
-                records,
                 vote,
                 entries,
                 purged,
-            })),
-        })
+            }),
+            jobs,
+        });
+        let writer = Writer {
+            shared: Arc::downgrade(&shared),
+            dir: dir.to_path_buf(),
+            fsync,
+            file,
+            records,
+        };
+        std::thread::Builder::new()
+            .name("memcord-log".into())
+            .spawn(move || writer.run(queue))?;
+        Ok(LogStore { shared })
     }
 
     /// Whether nothing was ever persisted here (no vote, no entry): a brand-new peer.
     pub fn is_pristine(&self) -> bool {
-        let inner = self.inner.lock();
+        let inner = self.shared.inner.lock();
         inner.vote.is_none() && inner.entries.is_empty() && inner.purged.is_none()
+    }
+
+    /// Queues `record` for the writer thread.
+    fn queue(&self, record: &Record, waiter: Waiter) -> std::io::Result<()> {
+        let job = Job {
+            bytes: encode(record)?,
+            waiter,
+            compact: matches!(record, Record::Purge(_)),
+        };
+        self.shared
+            .jobs
+            .send(job)
+            .map_err(|_| std::io::Error::other("log writer stopped"))
     }
 }
 
@@ -127,39 +187,82 @@ fn replay(entries: &mut BTreeMap<u64, Entry>, purged: &mut Option<LogId<NodeId>>
     }
 }
 
-impl Inner {
-    fn write(&mut self, record: &Record) -> std::io::Result<()> {
-        let body = postcard::to_allocvec(record).map_err(std::io::Error::other)?;
-        let mut buf = Vec::with_capacity(body.len() + 4);
-        buf.extend_from_slice(&(body.len() as u32).to_le_bytes());
-        buf.extend_from_slice(&body);
-        self.file.write_all(&buf)?;
-        if self.fsync {
-            self.file.sync_data()?;
+/// The thread that owns the log file.
+struct Writer {
+    shared: std::sync::Weak<Shared>,
+    dir: PathBuf,
+    fsync: bool,
+    file: File,
+    records: usize,
+}
+
+impl Writer {
+    /// Writes queued records in groups, one fsync per group, until every [`LogStore`] is gone.
+    fn run(mut self, queue: mpsc::Receiver<Job>) {
+        let mut out = Vec::with_capacity(1 << 20);
+        while let Ok(first) = queue.recv() {
+            let mut group = vec![first];
+            while group.len() < 4096 {
+                match queue.try_recv() {
+                    Ok(job) => group.push(job),
+                    Err(_) => break,
+                }
+            }
+            out.clear();
+            for job in &group {
+                out.extend_from_slice(&job.bytes);
+            }
+            let mut result = self.file.write_all(&out);
+            if result.is_ok() && self.fsync {
+                result = self.file.sync_data();
+            }
+            self.records += group.len();
+            let compact = group.iter().any(|job| job.compact);
+            if result.is_ok() && compact {
+                result = self.maybe_compact();
+            }
+            for job in group {
+                let copy = match &result {
+                    Ok(()) => Ok(()),
+                    Err(e) => Err(std::io::Error::new(e.kind(), e.to_string())),
+                };
+                match job.waiter {
+                    Waiter::Raft(flushed) => flushed.log_io_completed(copy),
+                    Waiter::Call(done) => {
+                        let _ = done.send(copy);
+                    }
+                }
+            }
         }
-        self.records += 1;
-        Ok(())
     }
 
-    /// Rewrites the file with only the live state once dead records dominate.
+    /// Rewrites the file with only the live state once dead records dominate. The live state
+    /// is the in-memory log, which may already hold entries whose records are still queued:
+    /// writing them twice is harmless (replay inserts by index), and they were never
+    /// acknowledged before their own record is flushed.
     fn maybe_compact(&mut self) -> std::io::Result<()> {
-        if self.records < 64 || self.records < 4 * (self.entries.len() / 256 + 1) {
+        let Some(shared) = self.shared.upgrade() else {
             return Ok(());
-        }
+        };
+        let (purged, all) = {
+            let inner = shared.inner.lock();
+            if self.records < 64 || self.records < 4 * (inner.entries.len() / 256 + 1) {
+                return Ok(());
+            }
+            let all: Vec<Entry> = inner.entries.values().cloned().collect();
+            (inner.purged, all)
+        };
         let tmp = self.dir.join("log.tmp");
         let mut file = File::create(&tmp)?;
         let mut records = 0;
         let mut push = |record: &Record| -> std::io::Result<()> {
-            let body = postcard::to_allocvec(record).map_err(std::io::Error::other)?;
-            file.write_all(&(body.len() as u32).to_le_bytes())?;
-            file.write_all(&body)?;
+            file.write_all(&encode(record)?)?;
             records += 1;
             Ok(())
         };
-        if let Some(purged) = self.purged {
+        if let Some(purged) = purged {
             push(&Record::Purge(purged))?;
         }
-        let all: Vec<Entry> = self.entries.values().cloned().collect();
         for chunk in all.chunks(256) {
             push(&Record::Append(chunk.to_vec()))?;
         }
@@ -181,7 +284,7 @@ impl RaftLogReader<TypeConfig> for LogStore {
         &mut self,
         range: RB,
     ) -> Result<Vec<Entry>, StorageError<NodeId>> {
-        let inner = self.inner.lock();
+        let inner = self.shared.inner.lock();
         Ok(inner.entries.range(range).map(|(_, e)| e.clone()).collect())
     }
 }
@@ -190,7 +293,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     type LogReader = LogStore;
 
     async fn get_log_state(&mut self) -> Result<LogState<TypeConfig>, StorageError<NodeId>> {
-        let inner = self.inner.lock();
+        let inner = self.shared.inner.lock();
         let last = inner.entries.values().next_back().map(|e| e.log_id);
         Ok(LogState {
             last_purged_log_id: inner.purged,
@@ -203,32 +306,37 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn save_vote(&mut self, vote: &Vote<NodeId>) -> Result<(), StorageError<NodeId>> {
-        let mut inner = self.inner.lock();
-        let bytes = postcard::to_allocvec(vote).map_err(|e| {
+        let vote_err = |e: std::io::Error| {
             StorageError::from(StorageIOError::write_vote(openraft::AnyError::new(&e)))
-        })?;
-        let write = || -> std::io::Result<()> {
-            let tmp = inner.dir.join("vote.tmp");
+        };
+        let bytes = postcard::to_allocvec(vote).map_err(|e| vote_err(std::io::Error::other(e)))?;
+        let (dir, fsync) = {
+            let inner = self.shared.inner.lock();
+            (inner.dir.clone(), inner.fsync)
+        };
+        // Votes are rare (elections): written off the runtime's threads, waited for.
+        let written = tokio::task::spawn_blocking(move || -> std::io::Result<()> {
+            let tmp = dir.join("vote.tmp");
             let mut file = File::create(&tmp)?;
             file.write_all(&bytes)?;
-            if inner.fsync {
+            if fsync {
                 file.sync_all()?;
             }
-            std::fs::rename(&tmp, inner.dir.join("vote"))?;
-            if inner.fsync {
-                sync_dir(&inner.dir)?;
+            std::fs::rename(&tmp, dir.join("vote"))?;
+            if fsync {
+                sync_dir(&dir)?;
             }
             Ok(())
-        };
-        write().map_err(|e| {
-            StorageError::from(StorageIOError::write_vote(openraft::AnyError::new(&e)))
-        })?;
-        inner.vote = Some(*vote);
+        })
+        .await
+        .map_err(|e| vote_err(std::io::Error::other(e)))?;
+        written.map_err(vote_err)?;
+        self.shared.inner.lock().vote = Some(*vote);
         Ok(())
     }
 
     async fn read_vote(&mut self) -> Result<Option<Vote<NodeId>>, StorageError<NodeId>> {
-        Ok(self.inner.lock().vote)
+        Ok(self.shared.inner.lock().vote)
     }
 
     async fn append<I>(
@@ -240,41 +348,48 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         I: IntoIterator<Item = Entry> + Send,
         I::IntoIter: Send,
     {
-        let list: Vec<Entry> = entries.into_iter().collect();
-        let mut inner = self.inner.lock();
-        let record = Record::Append(list);
-        let written = inner.write(&record);
+        let record = Record::Append(entries.into_iter().collect());
+        // Memory and queue change under one lock, so records queue in call order.
+        let mut inner = self.shared.inner.lock();
+        self.queue(&record, Waiter::Raft(callback))
+            .map_err(io_err)?;
         let Record::Append(list) = record else {
             unreachable!()
         };
-        if let Err(e) = written {
-            callback.log_io_completed(Err(std::io::Error::other(e.to_string())));
-            return Err(io_err(e));
-        }
         for entry in list {
             inner.entries.insert(entry.log_id.index, entry);
         }
-        callback.log_io_completed(Ok(()));
         Ok(())
     }
 
     async fn truncate(&mut self, log_id: LogId<NodeId>) -> Result<(), StorageError<NodeId>> {
-        let mut inner = self.inner.lock();
-        inner
-            .write(&Record::Truncate(log_id.index))
-            .map_err(io_err)?;
-        inner.entries.split_off(&log_id.index);
-        Ok(())
+        let record = Record::Truncate(log_id.index);
+        let wait = {
+            let mut inner = self.shared.inner.lock();
+            let (done, wait) = oneshot::channel();
+            self.queue(&record, Waiter::Call(done)).map_err(io_err)?;
+            inner.entries.split_off(&log_id.index);
+            wait
+        };
+        wait.await
+            .map_err(|_| io_err(std::io::Error::other("log writer stopped")))?
+            .map_err(io_err)
     }
 
     async fn purge(&mut self, log_id: LogId<NodeId>) -> Result<(), StorageError<NodeId>> {
-        let mut inner = self.inner.lock();
-        inner.write(&Record::Purge(log_id)).map_err(io_err)?;
-        let Inner {
-            entries, purged, ..
-        } = &mut *inner;
-        replay(entries, purged, Record::Purge(log_id));
-        inner.maybe_compact().map_err(io_err)?;
-        Ok(())
+        let record = Record::Purge(log_id);
+        let wait = {
+            let mut inner = self.shared.inner.lock();
+            let (done, wait) = oneshot::channel();
+            self.queue(&record, Waiter::Call(done)).map_err(io_err)?;
+            let Inner {
+                entries, purged, ..
+            } = &mut *inner;
+            replay(entries, purged, record);
+            wait
+        };
+        wait.await
+            .map_err(|_| io_err(std::io::Error::other("log writer stopped")))?
+            .map_err(io_err)
     }
 }

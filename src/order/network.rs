@@ -3,7 +3,7 @@
 //! Outbound here ([`Network`]); inbound in [`super::queue`], which owns the Raft handle.
 
 use super::queue::QueueError;
-use super::{Batch, BatchReply, NodeId, TypeConfig};
+use super::{Batch, NodeId, TypeConfig};
 use crate::cluster::{CallError, PeerRequest, PeerResponse, Transport};
 use bytes::Bytes;
 use openraft::error::{InstallSnapshotError, NetworkError, RPCError, RaftError, Unreachable};
@@ -43,8 +43,9 @@ pub enum OrderResponse {
     InstallSnapshot(
         Result<InstallSnapshotResponse<NodeId>, RaftError<NodeId, InstallSnapshotError>>,
     ),
-    /// The batch's log index and outcomes.
-    Write(Result<(u64, BatchReply), QueueError>),
+    /// One result per command of the forwarded batch, in order: its log index and outcome,
+    /// or why it was not applied (`NotLeader`: it was not queued, the sender may retry it).
+    Write(Vec<Result<(u64, crate::store::StoreResult<crate::replicated::Outcome>), QueueError>>),
     /// The index a read must see applied.
     ReadIndex(Result<u64, QueueError>),
 }

@@ -4,8 +4,11 @@
 //! **Batching.** Commands wait in a channel; a batcher takes everything queued (up to
 //! `max_batch`) into one log entry as soon as one of `max_inflight` slots is free, so the
 //! more clients write at once, the more commands ride each entry and each replication round.
-//! Followers batch the same way and forward whole batches to the leader. Read-index requests
-//! are coalesced likewise: one leadership confirmation serves every read queued behind it.
+//! Followers batch the same way and forward whole batches to the leader, whose batcher merges
+//! them with its own clients' commands and with other followers' batches: one log entry (one
+//! fsync on each peer, one replication round) carries the whole cluster's concurrent writes.
+//! Read-index requests are coalesced likewise: one leadership confirmation serves every read
+//! queued behind it.
 //!
 //! **Retries** only where a batch is known not to be in the log: the leader refused it
 //! (`ForwardToLeader`, which openraft also gives for entries it truncated), or there was no
@@ -65,7 +68,7 @@ impl OrderConfig {
             heartbeat: Duration::from_millis(100),
             election_timeout: Duration::from_millis(500),
             max_batch: 512,
-            max_inflight: 4,
+            max_inflight: 2,
             snapshots: true,
         }
     }
@@ -134,6 +137,9 @@ type WriteResult = Result<(u64, StoreResult<Outcome>), QueueError>;
 struct PendingWrite {
     command: Command,
     reply: oneshot::Sender<WriteResult>,
+    /// Sent here by a follower: appended only while this peer leads, never forwarded again
+    /// (the follower retries it elsewhere on `NotLeader`).
+    forwarded: bool,
 }
 
 /// Counters for `stats cluster`.
@@ -141,7 +147,8 @@ struct PendingWrite {
 pub struct QueueCounters {
     /// Batches this peer submitted (locally or forwarded).
     pub batches: AtomicU64,
-    /// Commands in those batches.
+    /// Commands of this peer's own clients in those batches (forwarded ones are counted by
+    /// the peer that forwarded them).
     pub batched_commands: AtomicU64,
     /// Leadership confirmations for reads.
     pub read_rounds: AtomicU64,
@@ -197,7 +204,7 @@ impl OrderedQueue {
                 SnapshotPolicy::Never
             },
             max_in_snapshot_log_to_keep: 1000,
-            max_payload_entries: 64,
+            max_payload_entries: 256,
             ..Default::default()
         }
         .validate()
@@ -240,7 +247,11 @@ impl OrderedQueue {
         let deadline = Instant::now() + self.config.quorum_timeout;
         if self
             .writes
-            .send(PendingWrite { command, reply })
+            .send(PendingWrite {
+                command,
+                reply,
+                forwarded: false,
+            })
             .await
             .is_err()
         {
@@ -341,7 +352,7 @@ impl OrderedQueue {
             let Ok(permit) = slots.clone().acquire_owned().await else {
                 return;
             };
-            let mut batch = vec![first];
+            let mut batch: Vec<PendingWrite> = vec![first];
             while batch.len() < self.config.max_batch {
                 match rx.try_recv() {
                     Ok(more) => batch.push(more),
@@ -350,29 +361,20 @@ impl OrderedQueue {
             }
             let this = self.clone();
             tokio::spawn(async move {
-                let (commands, replies): (Vec<_>, Vec<_>) =
-                    batch.into_iter().map(|p| (p.command, p.reply)).unzip();
                 this.counters.batches.fetch_add(1, Ordering::Relaxed);
+                let own = batch.iter().filter(|p| !p.forwarded).count();
                 this.counters
                     .batched_commands
-                    .fetch_add(commands.len() as u64, Ordering::Relaxed);
-                let result = tokio::time::timeout(
-                    this.config.quorum_timeout,
-                    this.write_batch(Batch { commands }),
-                )
-                .await
-                .unwrap_or_else(|_| Err(this.no_quorum()));
+                    .fetch_add(own as u64, Ordering::Relaxed);
+                let timed_out =
+                    tokio::time::timeout(this.config.quorum_timeout, this.write_batch(&mut batch))
+                        .await
+                        .is_err();
                 drop(permit);
-                match result {
-                    Ok((index, reply)) => {
-                        for (tx, outcome) in replies.into_iter().zip(reply.outcomes) {
-                            let _ = tx.send(Ok((index, outcome)));
-                        }
-                    }
-                    Err(err) => {
-                        for tx in replies {
-                            let _ = tx.send(Err(err.clone()));
-                        }
+                if timed_out {
+                    let err = this.no_quorum();
+                    for pending in batch {
+                        let _ = pending.reply.send(Err(err.clone()));
                     }
                 }
             });
@@ -425,17 +427,42 @@ impl OrderedQueue {
         tokio::time::sleep(self.config.heartbeat.min(Duration::from_millis(50))).await;
     }
 
-    async fn write_batch(&self, batch: Batch) -> Result<(u64, BatchReply), QueueError> {
-        loop {
-            let leader = self.leader_now().await?;
+    /// Gets `batch` applied, answering each command's reply as its fate is known; returns
+    /// when all are answered. Commands still in `batch` when the caller's timeout strikes
+    /// are answered by the caller.
+    async fn write_batch(&self, batch: &mut Vec<PendingWrite>) {
+        while !batch.is_empty() {
+            let leader = match self.leader_now().await {
+                Ok(leader) => leader,
+                Err(err) => return answer_all(batch, err),
+            };
             if leader == self.me {
-                match self.write_here(batch.clone()).await {
-                    Err(QueueError::NotLeader) => self.pause().await,
-                    other => return other,
+                let commands = Batch {
+                    commands: batch.iter().map(|p| p.command.clone()).collect(),
+                };
+                match self.write_here(commands).await {
+                    Ok((index, reply)) => {
+                        for (pending, outcome) in batch.drain(..).zip(reply.outcomes) {
+                            let _ = pending.reply.send(Ok((index, outcome)));
+                        }
+                    }
+                    Err(QueueError::NotLeader) => {
+                        // Not queued: followers' commands go back to their peers, which
+                        // find the new leader; this peer's own commands try again here.
+                        reject_forwarded(batch);
+                        self.pause().await;
+                    }
+                    Err(err) => answer_all(batch, err),
                 }
                 continue;
             }
-            let request = OrderRequest::Write(batch.clone());
+            reject_forwarded(batch);
+            if batch.is_empty() {
+                return;
+            }
+            let request = OrderRequest::Write(Batch {
+                commands: batch.iter().map(|p| p.command.clone()).collect(),
+            });
             match call(
                 &self.transport,
                 leader,
@@ -444,13 +471,61 @@ impl OrderedQueue {
             )
             .await
             {
-                Ok(OrderResponse::Write(Err(QueueError::NotLeader))) => self.pause().await,
-                Ok(OrderResponse::Write(result)) => return result,
-                Ok(_) => return Err(QueueError::Failed("unexpected answer".into())),
+                Ok(OrderResponse::Write(results)) if results.len() == batch.len() => {
+                    // Commands the leader did not queue (`NotLeader`) stay for another try.
+                    let mut retry = Vec::new();
+                    for (pending, result) in batch.drain(..).zip(results) {
+                        match result {
+                            Err(QueueError::NotLeader) => retry.push(pending),
+                            other => {
+                                let _ = pending.reply.send(other);
+                            }
+                        }
+                    }
+                    *batch = retry;
+                    if !batch.is_empty() {
+                        self.pause().await;
+                    }
+                }
+                Ok(_) => answer_all(batch, QueueError::Failed("unexpected answer".into())),
                 Err(CallError::NotConnected(_)) => self.pause().await,
-                Err(err) => return Err(QueueError::Indeterminate(err.to_string())),
+                Err(err) => answer_all(batch, QueueError::Indeterminate(err.to_string())),
             }
         }
+    }
+
+    /// Queues a follower's batch behind this leader's own writes and waits for every
+    /// command's result; a peer that does not lead answers `NotLeader` for all at once.
+    async fn write_forwarded(&self, batch: Batch) -> Vec<WriteResult> {
+        if self.leader() != Some(self.me) {
+            return vec![Err(QueueError::NotLeader); batch.commands.len()];
+        }
+        let mut answers = Vec::with_capacity(batch.commands.len());
+        for command in batch.commands {
+            let (reply, answer) = oneshot::channel();
+            let pending = PendingWrite {
+                command,
+                reply,
+                forwarded: true,
+            };
+            if self.writes.send(pending).await.is_err() {
+                answers.push(None);
+                continue;
+            }
+            answers.push(Some(answer));
+        }
+        let mut results = Vec::with_capacity(answers.len());
+        for answer in answers {
+            let result = match answer {
+                None => Err(QueueError::Failed("queue stopped".into())),
+                Some(answer) => tokio::time::timeout(self.config.quorum_timeout, answer)
+                    .await
+                    .unwrap_or_else(|_| Ok(Err(self.no_quorum())))
+                    .unwrap_or_else(|_| Err(QueueError::Failed("queue stopped".into()))),
+            };
+            results.push(result);
+        }
+        results
     }
 
     /// Appends a batch if this peer leads; [`QueueError::NotLeader`] means it was not queued.
@@ -521,11 +596,7 @@ impl OrderedQueue {
             OrderRequest::InstallSnapshot(rpc) => {
                 OrderResponse::InstallSnapshot(self.raft.install_snapshot(rpc).await)
             }
-            OrderRequest::Write(batch) => OrderResponse::Write(
-                tokio::time::timeout(self.config.quorum_timeout, self.write_here(batch))
-                    .await
-                    .unwrap_or(Err(QueueError::NoQuorum)),
-            ),
+            OrderRequest::Write(batch) => OrderResponse::Write(self.write_forwarded(batch).await),
             OrderRequest::ReadIndex => OrderResponse::ReadIndex(
                 tokio::time::timeout(self.config.quorum_timeout, self.read_index_here())
                     .await
@@ -533,5 +604,21 @@ impl OrderedQueue {
             ),
         };
         PeerResponse::Order(encode(&response))
+    }
+}
+
+/// Answers every command of `batch` with `err`.
+fn answer_all(batch: &mut Vec<PendingWrite>, err: QueueError) {
+    for pending in batch.drain(..) {
+        let _ = pending.reply.send(Err(err.clone()));
+    }
+}
+
+/// Answers `NotLeader` to the forwarded commands of `batch` and keeps the others.
+fn reject_forwarded(batch: &mut Vec<PendingWrite>) {
+    let (forwarded, own): (Vec<_>, Vec<_>) = batch.drain(..).partition(|p| p.forwarded);
+    *batch = own;
+    for pending in forwarded {
+        let _ = pending.reply.send(Err(QueueError::NotLeader));
     }
 }
