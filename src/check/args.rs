@@ -20,6 +20,10 @@ pub struct CheckArgs {
     /// Register keys (plus a third as many counter keys).
     #[arg(long, default_value_t = 5)]
     pub keys: usize,
+    /// Target rate of the whole workload, operations per second (0 = as fast as the clients
+    /// go); keeps histories small enough to check.
+    #[arg(long, default_value_t = 1000)]
+    pub rate: u64,
     /// Most operations in the history.
     #[arg(long, default_value_t = 20_000)]
     pub max_ops: usize,

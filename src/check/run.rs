@@ -205,6 +205,7 @@ async fn campaign(args: CheckArgs) -> Result<u8, String> {
         seed: plan.seed,
         duration: plan.duration,
         max_ops: args.max_ops,
+        rate: args.rate,
         op_timeout: Duration::from_secs_f64(args.op_timeout),
         prefix: format!("chk{:08x}-", rand::random::<u32>()),
     };
@@ -215,10 +216,10 @@ async fn campaign(args: CheckArgs) -> Result<u8, String> {
     let workload = tokio::spawn(workload::record(spec, base, stop.clone(), progress.clone()));
     let printer = tokio::spawn(print_progress(base, progress.clone()));
     let timing = Timing {
-        gap: (Duration::from_millis(300), Duration::from_millis(1200)),
+        gap: (Duration::from_millis(200), Duration::from_millis(800)),
         hold: (
-            Duration::from_millis(QUORUM_TIMEOUT_MS + 300),
-            Duration::from_millis(QUORUM_TIMEOUT_MS + 1500),
+            Duration::from_millis(QUORUM_TIMEOUT_MS + 200),
+            Duration::from_millis(QUORUM_TIMEOUT_MS + 1000),
         ),
     };
     let mut nemesis = Nemesis::new(kinds, plan.seed, addrs.clone(), local.clone(), timing, base);

@@ -65,6 +65,8 @@ pub struct WorkloadSpec {
     pub duration: Duration,
     /// Most operations in all.
     pub max_ops: usize,
+    /// Target operations per second of all clients together (0: unpaced).
+    pub rate: u64,
     /// Per-operation reply deadline (connect included).
     pub op_timeout: Duration,
     /// Key prefix (distinguishes runs against the same cluster).
@@ -205,7 +207,27 @@ impl Client {
         progress: &Progress,
         connections: &AtomicUsize,
     ) {
+        // Each client paces itself to its share of the rate.
+        let interval = (spec.rate > 0)
+            .then(|| Duration::from_secs_f64(spec.clients as f64 / spec.rate as f64));
+        let mut next_at = Instant::now();
         while Instant::now() < until && !stop.is_cancelled() {
+            if let Some(interval) = interval {
+                let now = Instant::now();
+                if next_at > now {
+                    tokio::select! {
+                        _ = tokio::time::sleep_until(next_at) => {}
+                        _ = stop.cancelled() => return,
+                    }
+                } else {
+                    // Behind (a slow reply): no burst to catch up.
+                    next_at = now;
+                }
+                next_at += interval;
+                if Instant::now() >= until {
+                    return;
+                }
+            }
             if self.conn.is_none() {
                 let addr = spec.targets[self.peer];
                 match TextConn::connect(addr, spec.op_timeout).await {
