@@ -28,6 +28,9 @@ const CONVERGE_DEADLINE: Duration = Duration::from_secs(20);
 /// Quorum timeout of a started ordered cluster (ms): short, so cut-off requests end soon.
 const QUORUM_TIMEOUT_MS: u64 = 1000;
 
+/// Every key as read from one peer (`None`: a miss).
+type Finals = BTreeMap<String, Option<Vec<u8>>>;
+
 /// Runs `memcord check`; returns the exit code (0 consistent, 1 violation, 2 unknown or
 /// setup error). Progress goes to stderr, the summary to stdout.
 pub fn run(args: CheckArgs) -> u8 {
@@ -289,7 +292,7 @@ async fn campaign(args: CheckArgs) -> Result<u8, String> {
 async fn judge(
     mode: &str,
     history: &History,
-    finals: Result<Vec<BTreeMap<String, Option<Vec<u8>>>>, String>,
+    finals: Result<Vec<Finals>, String>,
     budget: Duration,
     out: Option<std::path::PathBuf>,
 ) -> Verification {
@@ -386,7 +389,7 @@ async fn read_finals(
     addrs: &[SocketAddr],
     keys: &[String],
     deadline: Duration,
-) -> Result<Vec<BTreeMap<String, Option<Vec<u8>>>>, String> {
+) -> Result<Vec<Finals>, String> {
     let until = Instant::now() + deadline;
     // Bounded by the deadline.
     loop {
@@ -418,10 +421,7 @@ async fn read_finals(
     }
 }
 
-async fn read_all(
-    addr: SocketAddr,
-    keys: &[String],
-) -> Result<BTreeMap<String, Option<Vec<u8>>>, String> {
+async fn read_all(addr: SocketAddr, keys: &[String]) -> Result<Finals, String> {
     let timeout = Duration::from_secs(2);
     let mut conn = TextConn::connect(addr, timeout).await?;
     let mut map = BTreeMap::new();
