@@ -6,11 +6,15 @@
 //! * one run in front of real memcached backends;
 //! * the broken build (`--unsafe-local-reads`: linearizable reads from the local store without
 //!   a read index) must be caught: exit 1, a violation and its timeline HTML;
+//! * `--attach` to a running cluster (started by the test), with `partition` faults;
 //! * bad flags and impossible fault requests exit 2 with a message, before starting anything.
 //!
 //! The runs are serialized (one cluster at a time on a small machine, so fault timings are
 //! not distorted by a neighbouring cluster); the whole file stays under three minutes.
 
+mod common;
+
+use common::cluster::{Cluster, ClusterSpec};
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
@@ -260,5 +264,38 @@ fn bad_flags_and_impossible_faults_exit_2_before_starting_anything() {
         let stderr = String::from_utf8_lossy(&output.stderr);
         assert!(stderr.contains(message), "{args:?}: {stderr}");
         assert!(!out.path().join("history.json").exists());
+    }
+}
+
+#[test]
+fn attached_to_a_running_cluster_with_partitions() {
+    let cluster = Cluster::start(ClusterSpec::ordered("linearizable"));
+    let addrs: Vec<String> = cluster.client_addrs.iter().map(|a| a.to_string()).collect();
+    let list = addrs.join(",");
+    let out = tempfile::tempdir().expect("temp dir");
+    let args = [
+        "--consistency",
+        "linearizable",
+        "--attach",
+        &list,
+        "--faults",
+        "mix",
+        "--duration",
+        "5",
+        "--seed",
+        "21",
+    ];
+    let (output, summary) = memcord_check(&args, out.path());
+    assert_consistent(&output, &summary, "linearizable", out.path());
+    assert_eq!(summary["cluster"], "attached to 3 peer(s)");
+    // Attached, `mix` means partitions only.
+    assert!(
+        summary["faults"].starts_with("kill=0 stop=0 partition="),
+        "{summary:?}"
+    );
+    assert!(total_faults(&summary) >= 1, "{summary:?}");
+    // Every peer was recovered: it serves and sees the others.
+    for id in 0..3 {
+        cluster.wait_serving(id, Duration::from_secs(10));
     }
 }
