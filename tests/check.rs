@@ -7,6 +7,7 @@
 //! * the broken build (`--unsafe-local-reads`: linearizable reads from the local store without
 //!   a read index) must be caught: exit 1, a violation and its timeline HTML;
 //! * `--attach` to a running cluster (started by the test), with `partition` faults;
+//! * Ctrl-C (SIGINT) mid-run: faults healed, every child stopped, exit 2;
 //! * bad flags and impossible fault requests exit 2 with a message, before starting anything.
 //!
 //! The runs are serialized (one cluster at a time on a small machine, so fault timings are
@@ -298,4 +299,69 @@ fn attached_to_a_running_cluster_with_partitions() {
     for id in 0..3 {
         cluster.wait_serving(id, Duration::from_secs(10));
     }
+}
+
+#[test]
+fn ctrl_c_stops_the_run_and_every_child() {
+    use std::io::{BufRead, BufReader};
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let mut child = Command::new(env!("CARGO_BIN_EXE_memcord"))
+        .args(["check", "--consistency", "linearizable", "--duration", "60"])
+        .args(["--faults", "stop", "--seed", "31"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawning memcord check");
+    let stderr = child.stderr.take().expect("piped stderr");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines() {
+            let Ok(line) = line else { return };
+            let _ = tx.send(line);
+        }
+    });
+    let until = Instant::now() + Duration::from_secs(60);
+    let mut dir = None;
+    let mut seen = Vec::new();
+    loop {
+        let line = rx
+            .recv_timeout(until.saturating_duration_since(Instant::now()))
+            .unwrap_or_else(|_| panic!("no `workload starts` line: {seen:?}"));
+        if let Some(at) = line.find(" in /") {
+            dir = Some(line[at + 4..].to_string());
+        }
+        let started = line.contains("workload starts");
+        seen.push(line);
+        if started {
+            break;
+        }
+    }
+    let dir = dir.unwrap_or_else(|| panic!("no cluster folder named: {seen:?}"));
+    // Let a fault be active (SIGSTOPped peer) for a fair share of interrupts.
+    std::thread::sleep(Duration::from_millis(700));
+    // SAFETY: kill(2) on our own, not yet reaped, child.
+    unsafe {
+        libc::kill(child.id() as i32, libc::SIGINT);
+    }
+    let until = Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("try_wait") {
+            break status;
+        }
+        assert!(Instant::now() < until, "memcord check ignored SIGINT");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let rest: Vec<String> = rx.try_iter().collect();
+    assert_eq!(status.code(), Some(2), "{rest:?}");
+    assert!(rest.iter().any(|l| l.contains("interrupted")), "{rest:?}");
+    // The cluster's folder is gone and no process still runs from its config.
+    assert!(!Path::new(&dir).exists(), "{dir} left behind");
+    let survivors: Vec<String> = std::fs::read_dir("/proc")
+        .expect("/proc")
+        .filter_map(|e| std::fs::read(e.ok()?.path().join("cmdline")).ok())
+        .map(|c| String::from_utf8_lossy(&c).replace('\0', " "))
+        .filter(|c| c.contains(&dir))
+        .collect();
+    assert!(survivors.is_empty(), "still running: {survivors:?}");
 }

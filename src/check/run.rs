@@ -143,6 +143,11 @@ async fn campaign(args: CheckArgs) -> Result<u8, String> {
         }
     );
 
+    // Watch for Ctrl-C from the start, so an interrupted setup still stops its children.
+    let stop = CancellationToken::new();
+    let interrupted = CancellationToken::new();
+    spawn_interrupt_watch(stop.clone(), interrupted.clone());
+
     let (addrs, local, cluster_text) = match &plan.attach {
         Some(addrs) => {
             let text = format!("attached to {} peer(s)", addrs.len());
@@ -186,7 +191,14 @@ async fn campaign(args: CheckArgs) -> Result<u8, String> {
             )
         }
     };
-    if let Err(err) = cluster::wait_serving(&addrs, START_DEADLINE).await {
+    let ready = tokio::select! {
+        ready = cluster::wait_serving(&addrs, START_DEADLINE) => ready,
+        _ = interrupted.cancelled() => {
+            shutdown(local).await;
+            return Err("interrupted".into());
+        }
+    };
+    if let Err(err) = ready {
         if let Some(local) = &local {
             let local = local.lock().unwrap_or_else(|e| e.into_inner());
             for id in 0..local.len() {
@@ -196,10 +208,6 @@ async fn campaign(args: CheckArgs) -> Result<u8, String> {
         return Err(err.to_string());
     }
     eprintln!("memcord check: every peer serves; workload starts");
-
-    let stop = CancellationToken::new();
-    let interrupted = CancellationToken::new();
-    spawn_interrupt_watch(stop.clone(), interrupted.clone());
 
     let spec = WorkloadSpec {
         targets: addrs.clone(),
