@@ -125,6 +125,9 @@ fn assert_consistent(output: &Output, summary: &BTreeMap<String, String>, mode: 
     );
     let written = std::fs::read_to_string(out.join("summary.txt")).expect("summary.txt");
     assert!(written.contains(&format!("operations: {operations}\n")));
+    let faults_txt = std::fs::read_to_string(out.join("faults.txt")).expect("faults.txt");
+    let injected = faults_txt.lines().filter(|l| !l.starts_with('#')).count() as u64;
+    assert_eq!(injected, total_faults(summary), "{faults_txt}");
 }
 
 fn total_faults(summary: &BTreeMap<String, String>) -> u64 {

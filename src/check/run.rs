@@ -5,7 +5,7 @@
 use super::cluster::{self, Backend, LocalCluster, LocalSpec};
 use super::conn::TextConn;
 use super::history::History;
-use super::nemesis::{parse_faults, Nemesis, Timing};
+use super::nemesis::{parse_faults, FaultRecord, Nemesis, Timing};
 use super::summary::Summary;
 use super::verify::{self, Judgement, Verification};
 use super::workload::{self, Progress, WorkloadSpec};
@@ -290,7 +290,7 @@ async fn campaign(args: CheckArgs) -> Result<u8, String> {
     };
     let text = summary.render();
     if let Some(dir) = &args.out {
-        write_out(dir, &history, &text)?;
+        write_out(dir, &history, &text, &nemesis.records)?;
     }
     print!("{text}");
     Ok(summary.exit_code())
@@ -335,7 +335,12 @@ async fn judge(
     })
 }
 
-fn write_out(dir: &std::path::Path, history: &History, summary: &str) -> Result<(), String> {
+fn write_out(
+    dir: &std::path::Path,
+    history: &History,
+    summary: &str,
+    faults: &[FaultRecord],
+) -> Result<(), String> {
     let fail = |what: &str, err: &dyn std::fmt::Display| {
         format!("writing {what} in {}: {err}", dir.display())
     };
@@ -343,6 +348,19 @@ fn write_out(dir: &std::path::Path, history: &History, summary: &str) -> Result<
     let json = serde_json::to_vec(history).map_err(|e| fail("history.json", &e))?;
     std::fs::write(dir.join("history.json"), json).map_err(|e| fail("history.json", &e))?;
     std::fs::write(dir.join("summary.txt"), summary).map_err(|e| fail("summary.txt", &e))?;
+    let mut lines = String::from("# kind peer injected_s healed_s\n");
+    for f in faults {
+        lines += &format!(
+            "{} {} {:.3} {}\n",
+            f.kind.name(),
+            f.peer,
+            f.injected.as_secs_f64(),
+            f.healed
+                .map(|h| format!("{:.3}", h.as_secs_f64()))
+                .unwrap_or_else(|| "-".into())
+        );
+    }
+    std::fs::write(dir.join("faults.txt"), lines).map_err(|e| fail("faults.txt", &e))?;
     Ok(())
 }
 
