@@ -26,6 +26,9 @@ enum Command {
     Cluster(memcord::launch::ClusterArgs),
     /// Interactive console to one peer: memcache commands, `show`, `fail N`, `recover N`.
     Client(memcord::client::ClientArgs),
+    /// Consistency campaign: record a workload under faults and check it (exit 0 consistent,
+    /// 1 violation, 2 unknown or setup error).
+    Check(memcord::check::CheckArgs),
 }
 
 /// `memcord peer`: every flag can also be given as the `MEMCORD_*` variable shown.
@@ -98,9 +101,14 @@ impl PeerArgs {
 }
 
 fn main() -> std::process::ExitCode {
+    let command = match Cli::parse().command {
+        // `check` has its own exit codes (1 = violation, 2 = unknown or setup error).
+        Command::Check(args) => return std::process::ExitCode::from(memcord::check::run(args)),
+        other => other,
+    };
     // Errors are printed as one line (with their causes), never with a backtrace: they are
     // configuration or environment problems for the operator, not bugs.
-    match run(Cli::parse()) {
+    match run(command) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(err) => {
             eprintln!("memcord: error: {err:#}");
@@ -109,8 +117,8 @@ fn main() -> std::process::ExitCode {
     }
 }
 
-fn run(cli: Cli) -> Result<()> {
-    match cli.command {
+fn run(command: Command) -> Result<()> {
+    match command {
         Command::Peer(args) => {
             let config = config::load(&args.overrides(), std::env::vars())?;
             init_logging(&config)?;
@@ -132,6 +140,7 @@ fn run(cli: Cli) -> Result<()> {
             })
         }
         Command::Client(args) => Ok(memcord::client::run(args)?),
+        Command::Check(args) => std::process::exit(i32::from(memcord::check::run(args))),
     }
 }
 

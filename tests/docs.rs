@@ -55,6 +55,11 @@ const EXERCISED: &[(&str, &str)] = &[
         "memcord cluster --peers 3 --consistency eventual --base-port 8000",
         "tests/launch.rs::memcord_cluster_serves_pymemcache_on_three_ports_and_stops_on_sigint",
     ),
+    // The consistency campaign.
+    (
+        "memcord check --consistency linearizable --faults mix --duration 5 --seed 1 --out check-out",
+        "tests/check.rs::linearizable_mode_passes_under_mixed_faults",
+    ),
     // The scripts.
     (
         "./startup.sh -c eventual",

@@ -1,5 +1,14 @@
-//! Evidence that the modes keep their promises: a recorded [`history::History`] of client
-//! operations and checkers that judge it against each mode's guarantee.
+//! Evidence that the modes keep their promises: `memcord check` records a [`history::History`]
+//! of real client operations against a real cluster while faults are injected, and a checker
+//! judges it against the mode's guarantee.
+//!
+//! ```text
+//! cluster (started here, or attached) ─▶ workload (N clients, recorded) ─┬─▶ heal ─▶ verify
+//!                                        nemesis (kill/stop/partition/backend) ─┘
+//! ```
+//!
+//! Like `bench`, the run is a black box: it talks to the peers over TCP with the memcache
+//! text protocol (and starts them as child processes), never through memcord's insides.
 //!
 //! - [`linearizable::check`]: Wing–Gong/Lowe search per key (Porcupine style);
 //! - [`sequential::check`]: one legal order respecting each client's program order;
@@ -9,19 +18,30 @@
 //! The checkers are pure functions of the history: no I/O, no panics, an empty history is
 //! [`Verdict::Ok`].
 
+mod args;
+pub mod cluster;
+pub mod conn;
 pub mod convergence;
 pub mod describe;
 pub mod history;
 pub mod linearizable;
 pub mod model;
+pub mod nemesis;
 #[cfg(test)]
 mod proptests;
+mod run;
 mod search;
 pub mod sequential;
 mod shrink;
+pub mod summary;
 #[cfg(test)]
 mod testkit;
 pub mod timeline;
+pub mod verify;
+pub mod workload;
+
+pub use args::{CheckArgs, EXIT_CONSISTENT, EXIT_UNKNOWN, EXIT_VIOLATION};
+pub use run::run;
 
 use history::{History, Operation};
 use serde::{Deserialize, Serialize};

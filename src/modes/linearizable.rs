@@ -2,6 +2,13 @@
 //! applied; a read is served from the local store once it has applied a read index that the
 //! leader confirmed with a quorum after the read began (openraft's read-index path), so it
 //! sees every write acknowledged before it started, through any peer.
+//!
+//! **Test-only switch:** with the environment variable [`UNSAFE_LOCAL_READS_ENV`]
+//! (`MEMCORD_UNSAFE_LOCAL_READS=1`) set when the peer starts, reads skip the read index and
+//! are answered from the local store at once. That breaks linearizability (a cut-off or
+//! lagging peer answers stale values) and exists only so the tests can prove that
+//! `memcord check` catches a broken build. Never set it in a deployment; the peer logs an
+//! error when it is on.
 
 use super::ordered::{Ordered, ReadPolicy};
 use super::{Coordinator, Session};
@@ -11,6 +18,14 @@ use crate::order::OrderedQueue;
 use crate::protocol::{Request, Response};
 use crate::store::Store;
 use std::sync::Arc;
+
+/// The test-only variable that breaks linearizable reads on purpose (see the module docs).
+pub const UNSAFE_LOCAL_READS_ENV: &str = "MEMCORD_UNSAFE_LOCAL_READS";
+
+/// Whether the test-only unsafe local reads are switched on.
+fn unsafe_local_reads() -> bool {
+    std::env::var(UNSAFE_LOCAL_READS_ENV).is_ok_and(|v| !v.is_empty() && v != "0")
+}
 
 /// The linearizable-mode coordinator of one peer.
 pub struct Linearizable<S: Store> {
@@ -27,6 +42,16 @@ impl<S: Store> Linearizable<S> {
         listener: tokio::net::TcpListener,
         admin_commands: bool,
     ) -> Self {
+        let policy = if unsafe_local_reads() {
+            tracing::error!(
+                "{UNSAFE_LOCAL_READS_ENV} is set: linearizable reads are served from the local \
+                 store WITHOUT a read index; this peer is deliberately NOT linearizable \
+                 (test-only switch)"
+            );
+            ReadPolicy::UnsafeLocal
+        } else {
+            ReadPolicy::Linearizable
+        };
         Linearizable {
             inner: Ordered::start(
                 store,
@@ -34,7 +59,7 @@ impl<S: Store> Linearizable<S> {
                 queue,
                 transport,
                 listener,
-                ReadPolicy::Linearizable,
+                policy,
                 admin_commands,
             ),
         }

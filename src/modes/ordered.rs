@@ -31,13 +31,17 @@ pub enum ReadPolicy {
     Linearizable,
     /// Locally, once this connection's last write is applied locally.
     Sequential,
+    /// **Broken on purpose, test-only** (`MEMCORD_UNSAFE_LOCAL_READS=1`): the linearizable
+    /// mode answering reads from the local store at once, without a read index, so a cut-off
+    /// or lagging peer serves stale values. It exists to prove `memcord check` catches it.
+    UnsafeLocal,
 }
 
 impl ReadPolicy {
     /// The mode's name.
     pub fn mode(self) -> &'static str {
         match self {
-            ReadPolicy::Linearizable => "linearizable",
+            ReadPolicy::Linearizable | ReadPolicy::UnsafeLocal => "linearizable",
             ReadPolicy::Sequential => "sequential",
         }
     }
@@ -134,6 +138,7 @@ impl<S: Store> Ordered<S> {
                 Err(err) => return queue_error(err),
             },
             ReadPolicy::Sequential => session.last_write,
+            ReadPolicy::UnsafeLocal => None,
         };
         if let Some(index) = wait_for {
             if let Err(err) = self.queue.wait_applied(index).await {

@@ -3,25 +3,13 @@
 
 use super::memcached::MemcachedProcess;
 use super::peer::{PeerProcess, RawClient};
-use std::collections::HashSet;
-use std::net::{SocketAddr, TcpListener};
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 /// A free loopback port (bound, read and released; not handed out twice by this process).
 pub fn free_port() -> u16 {
-    use std::sync::Mutex;
-    static TAKEN: Mutex<Option<HashSet<u16>>> = Mutex::new(None);
-    loop {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("binding an ephemeral port")
-            .port();
-        let mut taken = TAKEN.lock().unwrap();
-        if taken.get_or_insert_with(HashSet::new).insert(port) {
-            return port;
-        }
-    }
+    memcord::check::cluster::free_port().expect("binding an ephemeral port")
 }
 
 /// How a test cluster is set up.
