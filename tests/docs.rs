@@ -302,3 +302,95 @@ fn dockerfile_is_a_two_stage_release_build() {
         );
     }
 }
+
+/// README's configuration reference: `(section, key, default)` rows between its markers.
+fn documented_settings() -> Vec<(String, String, String)> {
+    let readme = read("README.md");
+    let start = readme
+        .find("<!-- config-reference:start -->")
+        .expect("README has the configuration reference");
+    let end = readme
+        .find("<!-- config-reference:end -->")
+        .expect("the reference ends");
+    let cell = |text: &str| text.trim().trim_matches('`').to_string();
+    readme[start..end]
+        .lines()
+        .filter(|line| line.starts_with("| `["))
+        .map(|line| {
+            let cells: Vec<&str> = line.trim_matches('|').split('|').collect();
+            assert!(cells.len() >= 4, "malformed reference row: {line}");
+            let section = cell(cells[0]).trim_matches(['[', ']']).to_string();
+            (section, cell(cells[1]), cells[2].trim().to_string())
+        })
+        .collect()
+}
+
+/// Writes `text` as an ini file and loads it as memcord does.
+fn load_ini(dir: &Path, text: &str) -> Result<PeerConfig, String> {
+    let path = dir.join("probe.ini");
+    std::fs::write(&path, text).unwrap();
+    let overrides = Overrides {
+        config: Some(path),
+        ..Overrides::default()
+    };
+    load(&overrides, Vec::new()).map_err(|e| e.to_string())
+}
+
+/// The keys a section accepts, as the config structs name them: serde lists every field when
+/// it refuses an unknown one.
+fn accepted_keys(dir: &Path, header: &str) -> Vec<String> {
+    let err = load_ini(dir, &format!("{header}\nzz_not_a_key = 1\n"))
+        .expect_err("an unknown key is refused");
+    let list = err
+        .split("expected one of")
+        .nth(1)
+        .unwrap_or_else(|| panic!("the refusal lists the accepted keys: {err}"));
+    // The `config` crate appends where it was: "… for key `cluster`".
+    let list = list.split(" for key").next().unwrap_or(list);
+    let mut keys: Vec<String> = list
+        .split('`')
+        .skip(1)
+        .step_by(2)
+        .map(str::to_string)
+        .collect();
+    keys.sort();
+    keys
+}
+
+#[test]
+fn readme_configuration_reference_matches_the_config_structs() {
+    let rows = documented_settings();
+    let dir = tempfile::tempdir().unwrap();
+    for (section, header) in [
+        ("cluster", "[cluster]"),
+        ("server", "[server]"),
+        ("kv", "[kv]"),
+        ("peer.N", "[peer.0]"),
+    ] {
+        let mut documented: Vec<String> = rows
+            .iter()
+            .filter(|(s, _, _)| s == section)
+            .map(|(_, k, _)| k.clone())
+            .collect();
+        documented.sort();
+        assert_eq!(
+            documented,
+            accepted_keys(dir.path(), header),
+            "README's [{section}] keys against the config struct"
+        );
+    }
+    // A documented default, written out, changes nothing.
+    let baseline = load_ini(dir.path(), "").expect("an empty file loads");
+    for (section, key, default) in &rows {
+        if section == "peer.N" || !default.starts_with('`') {
+            continue;
+        }
+        let value = default.trim_matches('`');
+        let loaded = load_ini(dir.path(), &format!("[{section}]\n{key} = {value}\n"))
+            .unwrap_or_else(|e| panic!("[{section}] {key} = {value}: {e}"));
+        assert_eq!(
+            loaded, baseline,
+            "[{section}] {key}: README's default {value} is not the default"
+        );
+    }
+}
