@@ -333,6 +333,16 @@ fn console_shows_and_fails_peers_of_a_linearizable_cluster() {
         "VALUE greeting 0 5\nhello\nEND\n",
     );
 
+    // Roles travel in heartbeats: wait until the leader has heard both followers as such.
+    wait_for(Duration::from_secs(10), || {
+        let stats = cluster.cluster_stats(leader);
+        (0..3).filter(|&id| id != leader).all(|id| {
+            stats
+                .iter()
+                .any(|(k, v)| *k == format!("peer.{id}.role") && v == "follower")
+        })
+    })
+    .expect("the leader hears both followers");
     let run = console(port(leader), "show\n");
     assert!(run.status.success(), "{}", run.stderr);
     let summary = run.stdout.lines().next().unwrap();
