@@ -178,26 +178,70 @@ fn sequential_client_reads_its_own_writes_through_a_follower() {
     }
 }
 
-/// Writes `incr load 1` through `addr` until `stop`, counting acknowledged increments and
-/// those whose outcome is unknown (an error reply: the increment may or may not be applied).
-fn incr_loop(
-    addr: std::net::SocketAddr,
+/// Clients writing `incr load 1` in a loop, counting acknowledged increments and those whose
+/// outcome is unknown (an error reply: the increment may or may not be applied).
+struct IncrLoad {
     stop: Arc<AtomicBool>,
     acked: Arc<AtomicU64>,
     unknown: Arc<AtomicU64>,
-) -> std::thread::JoinHandle<()> {
-    std::thread::spawn(move || {
-        let mut client = RawClient::connect(addr);
-        while !stop.load(Ordering::SeqCst) {
-            let reply = line(&mut client, "incr load 1\r\n");
-            if reply.trim().parse::<u64>().is_ok() {
-                acked.fetch_add(1, Ordering::SeqCst);
-            } else {
-                assert!(reply.starts_with("SERVER_ERROR"), "incr answered {reply:?}");
-                unknown.fetch_add(1, Ordering::SeqCst);
+    writers: Vec<std::thread::JoinHandle<()>>,
+}
+
+impl IncrLoad {
+    /// `per_peer` writers on each of `peers`.
+    fn start(cluster: &Cluster, peers: &[usize], per_peer: usize) -> IncrLoad {
+        let stop = Arc::new(AtomicBool::new(false));
+        let acked = Arc::new(AtomicU64::new(0));
+        let unknown = Arc::new(AtomicU64::new(0));
+        let mut writers = Vec::new();
+        for &id in peers {
+            for _ in 0..per_peer {
+                let addr = cluster.client_addrs[id];
+                let (stop, acked, unknown) = (stop.clone(), acked.clone(), unknown.clone());
+                writers.push(std::thread::spawn(move || {
+                    let mut client = RawClient::connect(addr);
+                    while !stop.load(Ordering::SeqCst) {
+                        let reply = line(&mut client, "incr load 1\r\n");
+                        if reply.trim().parse::<u64>().is_ok() {
+                            acked.fetch_add(1, Ordering::SeqCst);
+                        } else {
+                            assert!(reply.starts_with("SERVER_ERROR"), "incr answered {reply:?}");
+                            unknown.fetch_add(1, Ordering::SeqCst);
+                        }
+                    }
+                }));
             }
         }
-    })
+        IncrLoad {
+            stop,
+            acked,
+            unknown,
+            writers,
+        }
+    }
+
+    /// Increments acknowledged so far.
+    fn acked(&self) -> u64 {
+        self.acked.load(Ordering::SeqCst)
+    }
+
+    /// Waits until `more` increments beyond those acknowledged now are acknowledged.
+    fn wait_for_more(&self, more: u64, what: &str) -> Duration {
+        let before = self.acked();
+        wait_for(Duration::from_secs(10), || self.acked() > before + more).expect(what)
+    }
+
+    /// Stops the writers: `(acknowledged, unknown)`.
+    fn finish(self) -> (u64, u64) {
+        self.stop.store(true, Ordering::SeqCst);
+        for w in self.writers {
+            w.join().expect("writer");
+        }
+        (
+            self.acked.load(Ordering::SeqCst),
+            self.unknown.load(Ordering::SeqCst),
+        )
+    }
 }
 
 #[test]
@@ -206,41 +250,17 @@ fn linearizable_survives_sigkill_of_the_leader_and_the_peer_catches_up_on_restar
     assert_eq!(set(&mut cluster.client(0), "load", "0"), "STORED\r\n");
     let leader = cluster.leader(Duration::from_secs(10));
     let survivors: Vec<usize> = (0..3).filter(|&id| id != leader).collect();
-    let stop = Arc::new(AtomicBool::new(false));
-    let acked = Arc::new(AtomicU64::new(0));
-    let unknown = Arc::new(AtomicU64::new(0));
-    let mut writers = Vec::new();
-    for &id in &survivors {
-        for _ in 0..2 {
-            writers.push(incr_loop(
-                cluster.client_addrs[id],
-                stop.clone(),
-                acked.clone(),
-                unknown.clone(),
-            ));
-        }
-    }
-    wait_for(Duration::from_secs(10), || {
-        acked.load(Ordering::SeqCst) > 50
-    })
-    .expect("load is acknowledged before the kill");
+    let load = IncrLoad::start(&cluster, &survivors, 2);
+    load.wait_for_more(50, "load is acknowledged before the kill");
     cluster.kill(leader);
     let killed_at = Instant::now();
-    let before = acked.load(Ordering::SeqCst);
     // Service resumes: acknowledgements flow again through the survivors.
-    let resumed = wait_for(Duration::from_secs(10), || {
-        acked.load(Ordering::SeqCst) > before + 20
-    })
-    .expect("service resumes after the leader is killed");
+    let resumed = load.wait_for_more(20, "service resumes after the leader is killed");
     eprintln!(
         "fail-over: writes acknowledged again {:?} after SIGKILL of leader {leader}",
         killed_at.elapsed().min(resumed + Duration::from_millis(1))
     );
-    stop.store(true, Ordering::SeqCst);
-    for w in writers {
-        w.join().expect("writer");
-    }
-    let (acked, unknown) = (acked.load(Ordering::SeqCst), unknown.load(Ordering::SeqCst));
+    let (acked, unknown) = load.finish();
     let value: u64 = String::from_utf8(get(&mut cluster.client(survivors[0]), "load").unwrap())
         .unwrap()
         .parse()
@@ -331,38 +351,18 @@ fn both_ordered_modes_run_over_real_memcached_backends() {
 #[test]
 fn sequential_over_memcached_survives_sigkill_and_the_peer_catches_up_from_a_snapshot() {
     // Snapshots every 100 entries (and only 100 kept after one), so the restarted peer is
-    // too far behind for the log alone: it is sent a snapshot built from a memcached backend
-    // by `lru_crawler metadump`.
+    // too far behind for the log alone: it is sent a snapshot the leader built by reading its
+    // key index back from its memcached backend.
     let mut spec = ClusterSpec::ordered("sequential").with("snapshot_logs = 100");
     spec.memcached = true;
     let mut cluster = Cluster::start(spec);
     assert_eq!(set(&mut cluster.client(0), "load", "0"), "STORED\r\n");
     let leader = cluster.leader(Duration::from_secs(10));
     let survivors: Vec<usize> = (0..3).filter(|&id| id != leader).collect();
-    let stop = Arc::new(AtomicBool::new(false));
-    let acked = Arc::new(AtomicU64::new(0));
-    let unknown = Arc::new(AtomicU64::new(0));
-    let writers: Vec<_> = survivors
-        .iter()
-        .map(|&id| {
-            incr_loop(
-                cluster.client_addrs[id],
-                stop.clone(),
-                acked.clone(),
-                unknown.clone(),
-            )
-        })
-        .collect();
-    wait_for(Duration::from_secs(10), || {
-        acked.load(Ordering::SeqCst) > 30
-    })
-    .expect("load is acknowledged before the kill");
+    let load = IncrLoad::start(&cluster, &survivors, 1);
+    load.wait_for_more(30, "load is acknowledged before the kill");
     cluster.kill(leader);
-    let before = acked.load(Ordering::SeqCst);
-    wait_for(Duration::from_secs(10), || {
-        acked.load(Ordering::SeqCst) > before + 20
-    })
-    .expect("service resumes after the leader is killed");
+    load.wait_for_more(20, "service resumes after the leader is killed");
     // Many more entries while the old leader is down, one key each.
     let mut writer = cluster.client(survivors[0]);
     for i in 0..300 {
@@ -371,11 +371,7 @@ fn sequential_over_memcached_survives_sigkill_and_the_peer_catches_up_from_a_sna
             "STORED\r\n"
         );
     }
-    stop.store(true, Ordering::SeqCst);
-    for w in writers {
-        w.join().expect("writer");
-    }
-    let (acked, unknown) = (acked.load(Ordering::SeqCst), unknown.load(Ordering::SeqCst));
+    let (acked, unknown) = load.finish();
     line(&mut writer, "touch load 0\r\n");
     let value: u64 = String::from_utf8(get(&mut writer, "load").unwrap())
         .unwrap()
