@@ -10,6 +10,8 @@
 #   memcord-memcached    one `memcord peer --kv-type memcached` in front of a second memcached
 #   eventual-3           three `memcord peer`s in eventual mode (memory stores, one config),
 #                        loaded round-robin
+#   linearizable-3       the same in linearizable mode (Raft log under the run folder, fsync on)
+#   sequential-3         the same in sequential mode
 # Servers are pinned to CPU 0 and the load generators to CPU 1 (taskset, when there are ≥ 2
 # CPUs), so memcached and memcord get the same one-core budget. Each workload is driven at every
 # target in turn (targets alternate, rounds repeat the alternation), with `memcord bench` and
@@ -137,34 +139,64 @@ PROXY_ADDR=$(start_peer proxy --port 0 --kv-type memcached --kv-host 127.0.0.1 \
     --kv-port "$BACKEND_PORT")
 IDLE_RSS_KB=$(awk '/VmRSS/ {print $2}' "/proc/$(cat "$RUN/memory.pid")/status" 2>/dev/null || echo "?")
 
-CONFIG="$RUN/cluster.ini"
-{
-    printf '[cluster]\nconsistency = eventual\nsecret = bench-secret\n'
-    printf '[kv]\ntype = memory\n[server]\nmemory_limit_mb = 1024\n'
-} >"$CONFIG"
-CLUSTER_ADDRS=()
-for id in 0 1 2; do
-    client=$(free_port)
-    peer=$(free_port)
-    printf '[peer.%s]\nclient_addr = 127.0.0.1:%s\npeer_addr = 127.0.0.1:%s\n' \
-        "$id" "$client" "$peer" >>"$CONFIG"
-    CLUSTER_ADDRS+=("127.0.0.1:$client")
-done
-for id in 0 1 2; do
-    start_peer "eventual$id" --config "$CONFIG" --id "$id" >/dev/null
-done
-CLUSTER_TARGET=$(IFS=,; echo "${CLUSTER_ADDRS[*]}")
-sleep 1 # let the cluster's heartbeats mark every peer up
+# start_cluster MODE -> prints the cluster's client addresses, comma-separated
+start_cluster() {
+    local mode=$1 id client peer config="$RUN/$1.ini" addrs=()
+    {
+        printf '[cluster]\nconsistency = %s\nsecret = bench-secret\n' "$mode"
+        printf 'data_dir = %s/data-%s\n' "$RUN" "$mode"
+        printf '[kv]\ntype = memory\n[server]\nmemory_limit_mb = 1024\n'
+    } >"$config"
+    for id in 0 1 2; do
+        client=$(free_port)
+        peer=$(free_port)
+        printf '[peer.%s]\nclient_addr = 127.0.0.1:%s\npeer_addr = 127.0.0.1:%s\n' \
+            "$id" "$client" "$peer" >>"$config"
+        addrs+=("127.0.0.1:$client")
+    done
+    for id in 0 1 2; do
+        start_peer "$mode$id" --config "$config" --id "$id" >/dev/null
+    done
+    (IFS=,; echo "${addrs[*]}")
+}
 
-NAMES=(memcached memcord-memory memcord-memcached eventual-3)
+# wait_serving ADDR: until the peer says `cluster_state serving` (ordered modes: a leader is
+# known), bounded.
+wait_serving() {
+    local host=${1%:*} port=${1##*:} i
+    for i in $(seq 1 100); do
+        if exec 3<>"/dev/tcp/$host/$port" 2>/dev/null; then
+            printf 'stats cluster\r\n' >&3
+            if timeout 2 grep -m1 -q "cluster_state serving" <&3; then
+                exec 3>&-
+                return 0
+            fi
+            exec 3>&-
+        fi
+        sleep 0.1
+    done
+    die "cluster peer $1 never served"
+}
+
+CLUSTER_TARGET=$(start_cluster eventual)
+LINEARIZABLE_TARGET=$(start_cluster linearizable)
+SEQUENTIAL_TARGET=$(start_cluster sequential)
+for addr in ${CLUSTER_TARGET//,/ } ${LINEARIZABLE_TARGET//,/ } ${SEQUENTIAL_TARGET//,/ }; do
+    wait_serving "$addr"
+done
+
+NAMES=(memcached memcord-memory memcord-memcached eventual-3 linearizable-3 sequential-3)
 declare -A TARGET=(
     [memcached]="127.0.0.1:$MC_PORT"
     [memcord-memory]="$MEMORY_ADDR"
     [memcord-memcached]="$PROXY_ADDR"
     [eventual-3]="$CLUSTER_TARGET"
+    [linearizable-3]="$LINEARIZABLE_TARGET"
+    [sequential-3]="$SEQUENTIAL_TARGET"
 )
 # name|memcord bench flags
 WORKLOADS=(
+    "get100|--get-ratio 1 --pipeline 1"
     "get90|--get-ratio 0.9 --pipeline 1"
     "set100|--get-ratio 0 --pipeline 1"
     "get90-pipeline8|--get-ratio 0.9 --pipeline 8"
@@ -214,12 +246,15 @@ python3 - <<'EOF'
 import json, os, platform, statistics, subprocess, datetime
 
 rows = [json.loads(line) for line in open(os.environ["RESULTS"]) if line.strip()]
-names = ["memcached", "memcord-memory", "memcord-memcached", "eventual-3"]
+names = ["memcached", "memcord-memory", "memcord-memcached", "eventual-3", "linearizable-3",
+         "sequential-3"]
 labels = {
     "memcached": "memcached (direct)",
     "memcord-memory": "memcord peer, memory store",
     "memcord-memcached": "memcord peer → memcached",
     "eventual-3": "3-peer eventual cluster (round-robin)",
+    "linearizable-3": "3-peer linearizable cluster (round-robin)",
+    "sequential-3": "3-peer sequential cluster (round-robin)",
 }
 
 def median_run(runs, key):

@@ -48,7 +48,8 @@ pub struct OrderConfig {
     pub quorum_timeout: Duration,
     /// Raft heartbeat interval.
     pub heartbeat: Duration,
-    /// Lower bound of the election timeout (the upper one is twice it).
+    /// Upper bound of the election timeout (the lower one is half of it); also openraft's
+    /// leader lease, so a dead leader is replaced within 1.5–2× this.
     pub election_timeout: Duration,
     /// Most commands in one log entry.
     pub max_batch: usize,
@@ -199,12 +200,16 @@ impl OrderedQueue {
         )
         .await
         .map_err(|e| StartError::Raft(e.to_string()))?;
+        // openraft 0.9 lets a follower campaign only after its leader's lease (the maximum
+        // election timeout) *plus* a randomized election timeout have passed without word
+        // from it, so a fail-over takes lease + timeout. With [T/2, T] for the election
+        // timeout (T = failure_timeout_ms) a dead leader is replaced within 1.5–2 T.
         let election = config.election_timeout.as_millis().max(10) as u64;
         let raft_config = openraft::Config {
             cluster_name: "memcord".into(),
-            heartbeat_interval: (config.heartbeat.as_millis() as u64).clamp(5, election / 3),
-            election_timeout_min: election,
-            election_timeout_max: election * 2,
+            heartbeat_interval: (config.heartbeat.as_millis() as u64).clamp(5, election / 6),
+            election_timeout_min: election / 2,
+            election_timeout_max: election,
             install_snapshot_timeout: 5000,
             snapshot_policy: if config.snapshot_logs > 0 {
                 SnapshotPolicy::LogsSinceLast(config.snapshot_logs)

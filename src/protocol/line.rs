@@ -79,10 +79,12 @@ pub(crate) fn split_spaces(line: &[u8]) -> impl Iterator<Item = &[u8]> {
     line.split(|&b| b == b' ').filter(|w| !w.is_empty())
 }
 
-/// Whether `key` is an acceptable key: 1..=max bytes, no control bytes (DESIGN: memcached itself
-/// lets them through, memcord refuses them so keys stay printable in logs and the console).
+/// Whether `key` is an acceptable key: 1..=max bytes and no NUL, `\r` or `\n`. memcached 1.6
+/// splits keys on spaces only and takes any other byte, and libmemcached's own load generator
+/// (`memcaslap`) sends keys full of control bytes (`\x10`…), so memcord takes them too; only
+/// the bytes that would break a reply line or a C string are refused.
 pub(crate) fn key_ok(key: &[u8], max_len: usize) -> bool {
-    !key.is_empty() && key.len() <= max_len && !key.iter().any(|&b| b < 0x20 || b == 0x7f)
+    !key.is_empty() && key.len() <= max_len && !key.iter().any(|&b| matches!(b, 0 | b'\r' | b'\n'))
 }
 
 /// Splits an optional sign from the digits; `None` unless at least one digit and digits only.

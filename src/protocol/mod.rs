@@ -55,8 +55,9 @@
 //!
 //! # Where memcord deliberately differs
 //!
-//! * **Control bytes in keys** (bytes < 0x20 and 0x7f, e.g. a tab or a stray `\r`) are refused
-//!   with `CE bad command line format`; memcached accepts them. Keys stay printable.
+//! * **NUL, `\r` and `\n` in keys** are refused with `CE bad command line format`; memcached
+//!   lets a stray `\r` through (it strips only the last one). Other control bytes are taken,
+//!   as memcached does (memcaslap's keys are full of them).
 //! * **Over-long lines** get `CLIENT_ERROR line too long` before the close (memcached closes
 //!   silently), and the limit is applied to the line's length whether or not its `\n` has
 //!   arrived, so the outcome never depends on how the bytes were split across reads (memcached

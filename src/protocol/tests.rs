@@ -81,7 +81,11 @@ fn table() -> Vec<(Vec<u8>, ParseOutcome)> {
     );
     add(&format!("get {long_key}\r\n"), ce(FORMAT, 257));
     add(&format!("get a {long_key} b\r\n"), ce(FORMAT, 261));
-    add("get a\tb\r\n", ce(FORMAT, 9));
+    add("get a\tb\r\n", ok(get(&["a\tb"], false), 9));
+    add(
+        "get \x10\x10k\x7f\r\n",
+        ok(get(&["\x10\x10k\x7f"], false), 10),
+    );
     add("get a\r\r\n", ce(FORMAT, 8));
     add("get\r\n", error(5));
     add("get \r\n", error(6));
@@ -203,7 +207,7 @@ fn table() -> Vec<(Vec<u8>, ParseOutcome)> {
     add("set k a 0 1 noreply\r\na\r\n", silent(21));
     add(&format!("set {long_key} 0 0 1\r\na\r\n"), ce(FORMAT, 263));
     add(&format!("set {long_key} 0 0 1 noreply\r\n"), silent(271));
-    add("set a\x01b 0 0 1\r\nx\r\n", ce(FORMAT, 15));
+    add("set a\x00b 0 0 1\r\nx\r\n", ce(FORMAT, 15));
     add("cas k 0 0 1 abc\r\na\r\n", ce(FORMAT, 17));
     add("cas k 0 0 1 -1\r\na\r\n", ce(FORMAT, 16));
     add("cas k 0 0 1 18446744073709551616\r\n", ce(FORMAT, 34));
@@ -856,7 +860,7 @@ proptest! {
         if let ParseOutcome::Request { request: Request::Get { keys, .. }, .. } = parse_request(&input, &limits()) {
             for key in keys {
                 prop_assert!(!key.is_empty() && key.len() <= 250);
-                prop_assert!(!key.iter().any(|&b| b <= b' ' || b == 0x7f));
+                prop_assert!(!key.iter().any(|&b| matches!(b, 0 | b'\r' | b'\n' | b' ')));
             }
         }
     }

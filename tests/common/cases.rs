@@ -31,7 +31,7 @@
 //! `stats` contents, meta commands (`mn` answers `MN` in memcached, memcord has no meta protocol
 //! yet), decr's space padding (`decr` 10 → 9 leaves `"9 "` stored in memcached, so no case reads a
 //! value back after a shrinking decr), incr on `"1 2"`, over-long lines (memcached closes
-//! silently; memcord says `CLIENT_ERROR line too long` first), control bytes in keys (memcord
+//! silently; memcord says `CLIENT_ERROR line too long` first), NUL or `\r` in keys (memcord
 //! refuses them), numbers beyond 32 bits (memcached truncates), memcached discarding replies
 //! queued in the same read when a multi-get key is too long (every step here waits for its
 //! reply, so queues are empty), and the unlinking of an existing key by an oversized `set`.
