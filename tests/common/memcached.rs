@@ -29,26 +29,15 @@ pub struct MemcachedProcess {
     _log: tempfile::NamedTempFile,
 }
 
-/// Finds the memcached binary or panics with the way to install it.
+/// Finds the memcached binary (as `memcord check` does) or panics with the way to install it.
 pub fn memcached_binary() -> PathBuf {
-    if let Some(bin) = std::env::var_os("MEMCACHED_BIN") {
-        return PathBuf::from(bin);
-    }
-    let on_path = std::env::var_os("PATH").and_then(|paths| {
-        std::env::split_paths(&paths)
-            .map(|dir| dir.join("memcached"))
-            .find(|candidate| candidate.is_file())
-    });
-    let fallback = PathBuf::from("/usr/bin/memcached");
-    match on_path {
-        Some(bin) => bin,
-        None if fallback.is_file() => fallback,
-        None => panic!(
+    memcord::check::cluster::memcached_binary().unwrap_or_else(|_| {
+        panic!(
             "the `memcached` binary was not found (PATH, /usr/bin, $MEMCACHED_BIN): these tests \
              compare memcord with the real memcached and are never skipped. Run the README's \
              test command, scripts/test.sh, which installs memcached, or set MEMCACHED_BIN."
-        ),
-    }
+        )
+    })
 }
 
 /// A port that was free a moment ago.
