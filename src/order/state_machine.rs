@@ -196,8 +196,8 @@ impl<S: Store> StateMachine<S> {
             match apply(self.store.as_ref(), command.clone()).await {
                 Err(
                     err @ (StoreError::Unavailable | StoreError::Timeout | StoreError::Protocol(_)),
-                ) if attempt < u32::MAX => {
-                    attempt += 1;
+                ) => {
+                    attempt = attempt.saturating_add(1);
                     if attempt == 1 || attempt % 20 == 0 {
                         tracing::warn!(%err, attempt, "store failed applying a queued command; retrying");
                     }
