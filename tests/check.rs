@@ -194,15 +194,8 @@ fn eventual_mode_converges_under_mixed_faults() {
 #[test]
 fn linearizable_mode_passes_in_front_of_memcached() {
     // Fails (never skips) when the memcached binary is missing.
-    let bin = std::env::var_os("MEMCACHED_BIN")
-        .map(std::path::PathBuf::from)
-        .unwrap_or_else(|| "/usr/bin/memcached".into());
-    assert!(
-        bin.is_file()
-            || std::env::var_os("PATH")
-                .is_some_and(|p| std::env::split_paths(&p).any(|d| d.join("memcached").is_file())),
-        "memcached is not installed: run scripts/test.sh, which installs it"
-    );
+    memcord::check::cluster::memcached_binary()
+        .expect("memcached is not installed: run scripts/test.sh, which installs it");
     let out = tempfile::tempdir().expect("temp dir");
     let args = [
         "--consistency",

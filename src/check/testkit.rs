@@ -252,3 +252,13 @@ pub(crate) fn simulate(key: &str, plan: &[Plan], spacing: u64) -> History {
     ops.sort_by_key(|op| (op.invoked_ns, op.id));
     History { operations: ops }
 }
+
+/// A read that nothing can produce, after 39 indeterminate appends: proving it is impossible
+/// means trying every order of the appends, so a checker must give up within its budget.
+pub(crate) fn unprovable_read_history() -> History {
+    let mut b = Builder::new().op(0, set("x"), Output::Stored, 0, 1);
+    for c in 1..40 {
+        b = b.op(c, append(&format!("<{c}>")), ind(), 2, 0);
+    }
+    b.op(50, Input::Get, val("x!", 9), 3, 4).history()
+}

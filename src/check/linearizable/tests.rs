@@ -302,12 +302,7 @@ fn violations_shrink_to_the_relevant_operations() {
 
 #[test]
 fn pathological_history_gives_up_within_budget() {
-    let mut b = Builder::new().op(0, set("x"), Output::Stored, 0, 1);
-    for c in 1..40 {
-        b = b.op(c, append(&format!("<{c}>")), ind(), 2, 0);
-    }
-    // Nothing can produce this read, but proving it means trying every order of appends.
-    let history = b.op(50, Input::Get, val("x!", 9), 3, 4).history();
+    let history = unprovable_read_history();
     let budget = Duration::from_millis(300);
     let report = check(&history, budget);
     assert!(matches!(report.verdict, Verdict::Unknown(_)), "{report}");

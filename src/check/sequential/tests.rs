@@ -91,11 +91,7 @@ fn an_indeterminate_operation_ends_a_session() {
 
 #[test]
 fn pathological_history_gives_up_within_budget() {
-    let mut b = Builder::new().op(0, set("x"), Output::Stored, 0, 1);
-    for c in 1..40 {
-        b = b.op(c, append(&format!("<{c}>")), ind(), 2, 0);
-    }
-    let history = b.op(50, Input::Get, val("x!", 9), 3, 4).history();
+    let history = unprovable_read_history();
     let budget = Duration::from_millis(300);
     let report = check(&history, budget);
     assert!(matches!(report.verdict, Verdict::Unknown(_)), "{report}");
