@@ -390,10 +390,7 @@ impl OrderedQueue {
                         .is_err();
                 drop(permit);
                 if timed_out {
-                    let err = this.no_quorum();
-                    for pending in batch {
-                        let _ = pending.reply.send(Err(err.clone()));
-                    }
+                    answer_all(&mut batch, this.no_quorum());
                 }
             });
         }
