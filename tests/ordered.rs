@@ -349,6 +349,61 @@ fn both_ordered_modes_run_over_real_memcached_backends() {
 }
 
 #[test]
+fn a_peer_whose_memcached_restarts_empty_stops_and_its_restart_rebuilds_the_backend() {
+    let mut spec = ClusterSpec::ordered("linearizable");
+    spec.memcached = true;
+    let mut cluster = Cluster::start(spec);
+    let mut writer = cluster.client(1);
+    for i in 0..50 {
+        assert_eq!(
+            set(&mut writer, &format!("key:{i}"), &format!("v{i}")),
+            "STORED\r\n"
+        );
+    }
+    assert_eq!(get(&mut cluster.client(0), "key:49"), Some(b"v49".to_vec()));
+    // Peer 0's memcached crashes and comes back empty on its port: peer 0 must not serve from
+    // it (an `add` would succeed on a key that exists, a read would miss acknowledged writes).
+    cluster.backends[0].restart();
+    let (status, log) = cluster.wait_exit(0, Duration::from_secs(10));
+    assert!(!status.success(), "peer 0 exited with {status}");
+    assert!(
+        log.contains("backing memcached restarted"),
+        "peer 0's log says why it stopped:\n{log}"
+    );
+    // The other two go on meanwhile.
+    assert_eq!(set(&mut writer, "during", "outage"), "STORED\r\n");
+    assert_eq!(
+        line(&mut writer, "add key:7 0 0 1\r\nx\r\n"),
+        "NOT_STORED\r\n"
+    );
+    // Restarted (as a supervisor would), peer 0 rebuilds its memcached from the cluster.
+    cluster.start_peer(0);
+    cluster.wait_serving(0, Duration::from_secs(20));
+    let mut reader = cluster.client(0);
+    for i in 0..50 {
+        assert_eq!(
+            get(&mut reader, &format!("key:{i}")),
+            Some(format!("v{i}").into_bytes()),
+            "key:{i} through peer 0 after its restart"
+        );
+    }
+    assert_eq!(get(&mut reader, "during"), Some(b"outage".to_vec()));
+    assert_eq!(
+        line(&mut reader, "add key:3 0 0 1\r\nx\r\n"),
+        "NOT_STORED\r\n"
+    );
+    // The items are really back in peer 0's own memcached (as envelopes).
+    let mut backend = RawClient::connect(cluster.backends[0].addr());
+    backend.send(b"get key:0 during\r\n");
+    let raw = backend.read_until(b"END\r\n");
+    let text = String::from_utf8_lossy(&raw);
+    assert!(
+        text.contains("VALUE key:0 ") && text.contains("VALUE during "),
+        "peer 0's memcached after the rebuild: {text}"
+    );
+}
+
+#[test]
 fn sequential_over_memcached_survives_sigkill_and_the_peer_catches_up_from_a_snapshot() {
     // Snapshots every 100 entries (and only 100 kept after one), so the restarted peer is
     // too far behind for the log alone: it is sent a snapshot the leader built by reading its

@@ -233,6 +233,14 @@ impl LocalCluster {
         self.stopped[id] = false;
     }
 
+    /// Reaps peer `id` if it exited on its own, with how it ended.
+    pub fn reap_exited(&mut self, id: usize) -> Option<std::process::ExitStatus> {
+        let status = self.peers[id].as_mut()?.try_wait().ok()??;
+        self.peers[id] = None;
+        self.stopped[id] = false;
+        Some(status)
+    }
+
     /// Whether peer `id` is running.
     pub fn is_running(&self, id: usize) -> bool {
         self.peers[id].is_some()

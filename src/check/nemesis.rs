@@ -29,6 +29,8 @@ use tokio_util::sync::CancellationToken;
 pub const MAX_FAULTS: usize = 50;
 /// Admin command deadline.
 const ADMIN_TIMEOUT: Duration = Duration::from_secs(3);
+/// How long a peer gets to stop after its memcached came back empty.
+const FAIL_STOP_WAIT: Duration = Duration::from_secs(10);
 
 /// A kind of fault.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -304,7 +306,7 @@ impl Nemesis {
                             if let Some(addr) = addr {
                                 wait_accepting(addr, Duration::from_secs(10)).await;
                             }
-                            Ok(format!("restart peer {peer}'s memcached (empty)"))
+                            supervise_fail_stop(local, peer).await
                         }
                         Err(e) => Err(format!("restarting peer {peer}'s memcached failed: {e}")),
                     }
@@ -333,6 +335,39 @@ impl Nemesis {
             }
         }
     }
+}
+
+/// What a supervisor (systemd, a container's restart policy) does after a peer's memcached
+/// restarted empty: the replica notices the new backend process and stops (fail-stop), and is
+/// started again, which rebuilds its store. Waits (bounded) for the stop; a peer that keeps
+/// serving from the emptied backend is reported.
+async fn supervise_fail_stop(
+    local: &Arc<Mutex<LocalCluster>>,
+    peer: usize,
+) -> Result<String, String> {
+    let until = Instant::now() + FAIL_STOP_WAIT;
+    // Bounded by the deadline.
+    while Instant::now() < until {
+        let exited = lock(local).reap_exited(peer);
+        if let Some(status) = exited {
+            let restarted = lock(local).start_peer(peer);
+            return match restarted {
+                Ok(()) => Ok(format!(
+                    "restart peer {peer}'s memcached (empty); peer {peer} stopped ({status}) \
+                     and was restarted"
+                )),
+                Err(e) => Err(format!("restarting peer {peer} after its stop failed: {e}")),
+            };
+        }
+        if !lock(local).is_running(peer) {
+            // Killed by an earlier fault and not restarted: nothing to supervise.
+            return Ok(format!("restart peer {peer}'s memcached (empty)"));
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    Err(format!(
+        "peer {peer} kept running for {FAIL_STOP_WAIT:?} on an emptied memcached"
+    ))
 }
 
 /// Waits until `addr` accepts a TCP connection, up to `deadline`.

@@ -209,18 +209,26 @@ impl<S: Store> StateMachine<S> {
         }
     }
 
-    async fn apply_batch(&mut self, batch: Batch) -> BatchReply {
+    /// Applies a batch in order. A store that lost its items ([`StoreError::Replaced`]) fails
+    /// the whole state machine: openraft stops this peer's queue, and the peer stops.
+    ///
+    /// [`StoreError::Replaced`]: crate::store::StoreError::Replaced
+    async fn apply_batch(&mut self, batch: Batch) -> Result<BatchReply, StorageError<NodeId>> {
         let mut outcomes = Vec::with_capacity(batch.commands.len());
         for mut command in batch.commands {
             self.restamp(&mut command);
             if let Some(keys) = &mut self.keys {
                 track(keys, &command);
             }
-            outcomes.push(self.apply_one(command).await);
+            let outcome = self.apply_one(command).await;
+            if let Err(err @ crate::store::StoreError::Replaced) = &outcome {
+                return Err(sm_err(err.clone()));
+            }
+            outcomes.push(outcome);
         }
         self.applied_commands
             .fetch_add(outcomes.len() as u64, Ordering::Relaxed);
-        BatchReply { outcomes }
+        Ok(BatchReply { outcomes })
     }
 }
 
@@ -326,7 +334,7 @@ impl<S: Store> RaftStateMachine<TypeConfig> for StateMachine<S> {
             self.applied = Some(entry.log_id);
             match entry.payload {
                 EntryPayload::Blank => replies.push(BatchReply::default()),
-                EntryPayload::Normal(batch) => replies.push(self.apply_batch(batch).await),
+                EntryPayload::Normal(batch) => replies.push(self.apply_batch(batch).await?),
                 EntryPayload::Membership(membership) => {
                     self.membership = StoredMembership::new(Some(entry.log_id), membership);
                     replies.push(BatchReply::default());

@@ -31,6 +31,13 @@ pub enum PeerError {
     /// The ordered queue could not start (data directory, Raft).
     #[error("ordered queue: {0}")]
     Queue(#[from] crate::order::queue::StartError),
+    /// The backing memcached restarted (and so lost this replica's items): the peer stops
+    /// rather than serve from it; restarting the peer rebuilds the store.
+    #[error(
+        "backing memcached at {0} restarted and lost this replica's items; stopping so that \
+         a restart rebuilds them from the cluster"
+    )]
+    BackendReplaced(String),
     /// The configuration names several peers but no cluster secret.
     #[error("[cluster] secret is empty: peers authenticate each other with it, set one")]
     NoSecret,
@@ -120,6 +127,19 @@ impl BoundPeer {
             super::run(self.listener, coordinator, settings, shutdown).await;
             return Ok(());
         };
+        // A replica whose backend restarted empty stops serving at once (fail-stop).
+        let replaced = self.store.replaced();
+        let shutdown = async {
+            match &replaced {
+                Some(token) => tokio::select! {
+                    _ = shutdown => {}
+                    _ = token.cancelled() => {}
+                },
+                None => {
+                    shutdown.await;
+                }
+            }
+        };
         let transport = cluster_transport(&self.config, clock.clone());
         let admin = self.config.cluster.admin_commands;
         match self.config.cluster.consistency {
@@ -162,6 +182,11 @@ impl BoundPeer {
             }
         }
         transport.shutdown();
+        if replaced.is_some_and(|token| token.is_cancelled()) {
+            return Err(PeerError::BackendReplaced(
+                self.config.me().kv_addr.to_string(),
+            ));
+        }
         Ok(())
     }
 }
@@ -278,6 +303,9 @@ async fn build_store(config: &PeerConfig) -> Result<(AnyStore, usize), PeerError
         KvType::Memcached => {
             let addr = config.me().kv_addr.to_string();
             let mut backend = MemcachedConfig::new(addr.clone());
+            // A replica must notice a backend that restarted empty (see `instance`); a cache of
+            // one is allowed to lose items like any memcached.
+            backend.pin_instance = config.peers.len() > 1;
             backend.pool_size = config.kv.connections;
             backend.request_timeout = Duration::from_millis(config.kv.timeout_ms.max(1));
             // The envelope and memcached's own item header must fit the backend's `-I`

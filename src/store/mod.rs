@@ -157,6 +157,10 @@ pub enum StoreError {
     /// A read-modify-write kept losing races with concurrent writers.
     #[error("too much contention")]
     Contention,
+    /// The backing memcached restarted and lost every item: this store serves nothing more
+    /// (see [`memcached::MemcachedConfig::pin_instance`]).
+    #[error("backend restarted and lost its items; this peer must restart")]
+    Replaced,
     /// The store cannot do this (e.g. list its keys).
     #[error("not supported by this store: {0}")]
     Unsupported(String),
@@ -338,6 +342,18 @@ impl Store for AnyStore {
     }
     async fn stats(&self) -> StoreStats {
         dispatch!(self, s => s.stats())
+    }
+}
+
+impl AnyStore {
+    /// Fires when the store lost its items behind the peer's back (a pinned memcached backend
+    /// that restarted); `None` for stores that cannot (the embedded store lives and dies with
+    /// the peer).
+    pub fn replaced(&self) -> Option<tokio_util::sync::CancellationToken> {
+        match self {
+            AnyStore::Memory(_) => None,
+            AnyStore::Memcached(store) => store.replaced(),
+        }
     }
 }
 

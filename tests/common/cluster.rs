@@ -148,6 +148,17 @@ impl Cluster {
         }
     }
 
+    /// Waits (up to `deadline`) for peer `id` to exit on its own; its status and log.
+    pub fn wait_exit(
+        &mut self,
+        id: usize,
+        deadline: Duration,
+    ) -> (std::process::ExitStatus, String) {
+        let mut peer = self.peers[id].take().expect("peer is running");
+        let status = peer.wait(deadline);
+        (status, peer.log())
+    }
+
     /// The peer that reports itself leader, waiting up to `deadline` for one.
     pub fn leader(&self, deadline: Duration) -> usize {
         let until = Instant::now() + deadline;

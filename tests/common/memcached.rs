@@ -25,6 +25,8 @@ const PORT_ATTEMPTS: usize = 5;
 pub struct MemcachedProcess {
     child: Child,
     addr: SocketAddr,
+    /// The extra arguments it was started with (kept for a restart).
+    args: Vec<String>,
     /// memcached's stderr, kept so a failure to start can say why.
     _log: tempfile::NamedTempFile,
 }
@@ -100,6 +102,7 @@ impl MemcachedProcess {
                 return Ok(MemcachedProcess {
                     child,
                     addr,
+                    args: args.iter().map(|a| a.to_string()).collect(),
                     _log: log,
                 });
             }
@@ -120,6 +123,17 @@ impl MemcachedProcess {
     /// The TCP port.
     pub fn port(&self) -> u16 {
         self.addr.port()
+    }
+
+    /// SIGKILLs this memcached and starts a new, empty one on the same port (as a crashed
+    /// backend restarted by its supervisor). Panics if the new one does not serve in time.
+    pub fn restart(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let args: Vec<&str> = self.args.iter().map(String::as_str).collect();
+        let restarted = Self::try_start(&memcached_binary(), &args, self.addr.port())
+            .unwrap_or_else(|e| panic!("restarting memcached on {}: {e}", self.addr));
+        *self = restarted;
     }
 }
 

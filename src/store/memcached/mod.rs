@@ -29,6 +29,7 @@
 
 mod connection;
 pub mod envelope;
+mod instance;
 mod metadump;
 mod ops;
 mod pool;
@@ -70,6 +71,10 @@ pub struct MemcachedConfig {
     pub max_item_size: usize,
     /// Read-modify-write attempts before [`StoreError::Contention`].
     pub max_retries: u32,
+    /// Admit only connections to the memcached process the first connection reached (see
+    /// [`instance`]): set by replicated peers, whose store must never silently lose items.
+    /// A restarted backend then fails every request with [`StoreError::Replaced`].
+    pub pin_instance: bool,
 }
 
 impl MemcachedConfig {
@@ -84,6 +89,7 @@ impl MemcachedConfig {
             request_timeout: Duration::from_secs(1),
             max_item_size: 1024 * 1024 - envelope::HEADER_LEN - BACKEND_ITEM_RESERVE,
             max_retries: 100,
+            pin_instance: false,
         }
     }
 }
@@ -157,6 +163,12 @@ impl MemcachedStore {
     /// The largest value this store accepts.
     pub fn max_item_size(&self) -> usize {
         self.max_item_size
+    }
+
+    /// Fires when the backend turned out to be a different (restarted, hence empty)
+    /// memcached process; only with [`MemcachedConfig::pin_instance`].
+    pub fn replaced(&self) -> Option<tokio_util::sync::CancellationToken> {
+        self.pool.replaced()
     }
 
     /// Whether a backend connection is up right now.

@@ -9,6 +9,7 @@
 //! backend that stops answering one request in a FIFO pipeline answers none after it.
 
 use super::connection::{serve, Job};
+use super::instance::{identify, InstanceGuard};
 use super::MemcachedConfig;
 use crate::protocol::{Request, Response};
 use crate::store::{StoreError, StoreResult};
@@ -45,6 +46,8 @@ pub(super) struct Pool {
     next: AtomicUsize,
     request_timeout: Duration,
     shutdown: CancellationToken,
+    /// The backend process every connection must reach, when pinned.
+    instance: Option<Arc<InstanceGuard>>,
 }
 
 impl Pool {
@@ -54,15 +57,29 @@ impl Pool {
         let slots: Box<[Arc<Slot>]> = (0..config.pool_size.max(1))
             .map(|_| Arc::new(Slot::default()))
             .collect();
+        let instance = config
+            .pin_instance
+            .then(|| Arc::new(InstanceGuard::default()));
         for slot in slots.iter() {
-            tokio::spawn(supervise(slot.clone(), config.clone(), shutdown.clone()));
+            tokio::spawn(supervise(
+                slot.clone(),
+                config.clone(),
+                instance.clone(),
+                shutdown.clone(),
+            ));
         }
         Pool {
             slots,
             next: AtomicUsize::new(0),
             request_timeout: config.request_timeout,
             shutdown,
+            instance,
         }
+    }
+
+    /// Fires when the backend turned out to be a different process (pinned pools only).
+    pub(super) fn replaced(&self) -> Option<CancellationToken> {
+        self.instance.as_ref().map(|guard| guard.replaced())
     }
 
     /// Whether any connection is live.
@@ -72,6 +89,13 @@ impl Pool {
 
     /// A live connection, round robin; `Unavailable` when the backend is down.
     pub(super) fn pick(&self) -> StoreResult<Conn> {
+        if self
+            .instance
+            .as_ref()
+            .is_some_and(|guard| guard.is_replaced())
+        {
+            return Err(StoreError::Replaced);
+        }
         let start = self.next.fetch_add(1, Ordering::Relaxed);
         for i in 0..self.slots.len() {
             let slot = &self.slots[(start + i) % self.slots.len()];
@@ -161,14 +185,23 @@ impl Pending {
     }
 }
 
-/// Keeps one slot connected until shutdown.
-async fn supervise(slot: Arc<Slot>, config: MemcachedConfig, shutdown: CancellationToken) {
+/// Keeps one slot connected until shutdown (or, pinned, until the backend is replaced).
+async fn supervise(
+    slot: Arc<Slot>,
+    config: MemcachedConfig,
+    instance: Option<Arc<InstanceGuard>>,
+    shutdown: CancellationToken,
+) {
     let mut backoff = MIN_BACKOFF;
     while !shutdown.is_cancelled() {
         let connected = tokio::select! {
-            connected = connect(&config) => connected,
+            connected = connect(&config, instance.as_deref()) => connected,
             _ = shutdown.cancelled() => return,
         };
+        if instance.as_ref().is_some_and(|guard| guard.is_replaced()) {
+            // Never serve from a backend that lost our items: the peer stops instead.
+            return;
+        }
         let lived = match connected {
             Ok(stream) => {
                 let started = Instant::now();
@@ -205,10 +238,23 @@ async fn supervise(slot: Arc<Slot>, config: MemcachedConfig, shutdown: Cancellat
     }
 }
 
-async fn connect(config: &MemcachedConfig) -> std::io::Result<TcpStream> {
-    let stream = tokio::time::timeout(config.connect_timeout, TcpStream::connect(&config.addr))
+/// Connects to the backend; a pinned pool also checks that it is the same process.
+async fn connect(
+    config: &MemcachedConfig,
+    instance: Option<&InstanceGuard>,
+) -> std::io::Result<TcpStream> {
+    let mut stream = tokio::time::timeout(config.connect_timeout, TcpStream::connect(&config.addr))
         .await
         .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "connect timeout"))??;
     stream.set_nodelay(true)?;
+    if let Some(guard) = instance {
+        let deadline = Instant::now() + config.request_timeout;
+        let seen = identify(&mut stream, deadline)
+            .await
+            .map_err(std::io::Error::other)?;
+        if !guard.admit(seen) {
+            return Err(std::io::Error::other("a different memcached process"));
+        }
+    }
     Ok(stream)
 }
