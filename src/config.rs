@@ -219,6 +219,9 @@ pub struct ClusterSettings {
     /// Log entries between two snapshots of the ordered queue (the log before a snapshot is
     /// compacted away; a lagging or new peer is sent the snapshot).
     pub snapshot_logs: u64,
+    /// Whether the linearizable mode's leader answers reads from its lease (no quorum round
+    /// per read); relies on peers' clocks running at about the same rate.
+    pub lease_reads: bool,
 }
 
 /// `[server]`: the client-facing listener and process settings.
@@ -418,6 +421,7 @@ struct RawCluster {
     fsync: Option<bool>,
     quorum_timeout_ms: Option<u64>,
     snapshot_logs: Option<u64>,
+    lease_reads: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -513,6 +517,7 @@ fn resolve(raw: RawConfig, o: &Overrides) -> Result<PeerConfig, ConfigError> {
         fsync: raw.cluster.fsync.unwrap_or(true),
         quorum_timeout_ms: raw.cluster.quorum_timeout_ms.unwrap_or(2000),
         snapshot_logs: raw.cluster.snapshot_logs.unwrap_or(5000).max(1),
+        lease_reads: raw.cluster.lease_reads.unwrap_or(true),
     };
     let server = ServerSettings {
         max_connections: o

@@ -166,6 +166,58 @@ fn linearizable_acknowledged_write_is_visible_through_every_other_peer() {
 }
 
 #[test]
+fn linearizable_leader_serves_reads_from_its_lease_and_a_cut_leader_stops_at_once() {
+    let cluster = Cluster::start(ClusterSpec::ordered("linearizable"));
+    let leader = cluster.leader(Duration::from_secs(10));
+    let mut through_leader = cluster.client(leader);
+    assert_eq!(set(&mut through_leader, "k", "v1"), "STORED\r\n");
+    for _ in 0..200 {
+        assert_eq!(get(&mut through_leader, "k"), Some(b"v1".to_vec()));
+    }
+    let lease_reads: u64 = stat(&cluster, leader, "cluster_lease_reads")
+        .parse()
+        .unwrap();
+    let rounds: u64 = stat(&cluster, leader, "cluster_read_rounds")
+        .parse()
+        .unwrap();
+    assert!(
+        lease_reads > rounds,
+        "most reads use the lease: {lease_reads} lease reads, {rounds} rounds"
+    );
+    // Cut the leader off; the others elect a new one and accept a newer value. The old
+    // leader must never answer the old value once the new one could be acknowledged: its
+    // lease (3/4 of the 400 ms failure timeout) ends before the others may elect.
+    assert_eq!(line(&mut through_leader, "fail\r\n"), "OK\r\n");
+    let other = (leader + 1) % 3;
+    let mut through_other = cluster.client(other);
+    let resumed = wait_for(Duration::from_secs(10), || {
+        set(&mut through_other, "k", "v2") == "STORED\r\n"
+    });
+    assert!(resumed.is_some(), "the majority serves\n{}", cluster.logs());
+    assert_eq!(
+        line(&mut through_leader, "get k\r\n"),
+        "SERVER_ERROR no quorum\r\n"
+    );
+    assert_eq!(line(&mut through_leader, "recover\r\n"), "OK\r\n");
+}
+
+#[test]
+fn linearizable_without_lease_reads_confirms_every_read_round() {
+    let cluster = Cluster::start(ClusterSpec::ordered("linearizable").with("lease_reads = false"));
+    let leader = cluster.leader(Duration::from_secs(10));
+    let mut client = cluster.client(leader);
+    assert_eq!(set(&mut client, "k", "v"), "STORED\r\n");
+    for _ in 0..50 {
+        assert_eq!(get(&mut client, "k"), Some(b"v".to_vec()));
+    }
+    assert_eq!(stat(&cluster, leader, "cluster_lease_reads"), "0");
+    let rounds: u64 = stat(&cluster, leader, "cluster_read_rounds")
+        .parse()
+        .unwrap();
+    assert!(rounds >= 50, "{rounds} confirmation rounds for 50 reads");
+}
+
+#[test]
 fn sequential_client_reads_its_own_writes_through_a_follower() {
     let cluster = Cluster::start(ClusterSpec::ordered("sequential"));
     let leader = cluster.leader(Duration::from_secs(10));

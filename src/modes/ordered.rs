@@ -219,6 +219,7 @@ impl<S: Store> Ordered<S> {
                 count(&c.batched_commands),
             ),
             ("cluster_read_rounds".into(), count(&c.read_rounds)),
+            ("cluster_lease_reads".into(), count(&c.lease_reads)),
             ("cluster_no_quorum".into(), count(&c.no_quorum)),
             (
                 "cluster_applied_commands".into(),

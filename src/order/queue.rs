@@ -10,6 +10,15 @@
 //! Read-index requests are coalesced likewise: one leadership confirmation serves every read
 //! queued behind it.
 //!
+//! **Lease reads.** A leader whose leadership a quorum confirmed (a read-index round that
+//! started at `t`) stays the only leader until `t + lease`: openraft's followers refuse every
+//! vote until the leader's lease (the maximum election timeout) has passed since they last
+//! heard from it, and a restarted peer starts Raft only after that long (see
+//! [`OrderedQueue::start`]). Within 3/4 of that window (the rest absorbs clock-rate drift),
+//! the leader answers a read index from its own commit index, without a network round;
+//! past it, the next read renews the lease with a confirmation round. Configurable
+//! (`lease_reads`), on by default, as in etcd and TiKV.
+//!
 //! **Retries** only where a batch is known not to be in the log: the leader refused it
 //! (`ForwardToLeader`, which openraft also gives for entries it truncated), or there was no
 //! link to send it over. A forwarded batch whose answer is lost is reported as indeterminate,
@@ -59,6 +68,8 @@ pub struct OrderConfig {
     pub snapshot_logs: u64,
     /// How snapshots find the store's keys.
     pub key_index: super::state_machine::KeyIndex,
+    /// Whether the leader answers read indexes from its lease (see the module docs).
+    pub lease_reads: bool,
 }
 
 impl OrderConfig {
@@ -74,6 +85,7 @@ impl OrderConfig {
             max_inflight: 2,
             snapshot_logs: 5000,
             key_index: super::state_machine::KeyIndex::Store,
+            lease_reads: true,
         }
     }
 }
@@ -156,6 +168,8 @@ pub struct QueueCounters {
     pub batched_commands: AtomicU64,
     /// Leadership confirmations for reads.
     pub read_rounds: AtomicU64,
+    /// Read indexes the leader answered from its lease, without a confirmation round.
+    pub lease_reads: AtomicU64,
     /// Requests answered `no quorum`.
     pub no_quorum: AtomicU64,
     /// Commands applied by this peer's state machine.
@@ -170,8 +184,21 @@ pub struct OrderedQueue {
     config: OrderConfig,
     writes: mpsc::Sender<PendingWrite>,
     reads: mpsc::Sender<oneshot::Sender<Result<u64, QueueError>>>,
+    /// The leader's read lease, when it holds one.
+    lease: parking_lot::Mutex<Option<ReadLease>>,
     /// Counters for `stats cluster`.
     pub counters: QueueCounters,
+}
+
+/// A leadership confirmed by a quorum: no other leader can exist before `until`.
+#[derive(Debug, Clone, Copy)]
+struct ReadLease {
+    /// The term the confirmation was asked in.
+    term: u64,
+    /// The confirmation round's start plus 3/4 of the election timeout.
+    until: Instant,
+    /// The read index that round returned (at least the first entry of the term).
+    index: u64,
 }
 
 impl OrderedQueue {
@@ -191,6 +218,16 @@ impl OrderedQueue {
         };
         let log = LogStore::open(&config.dir, config.fsync).map_err(data_dir)?;
         let pristine = log.is_pristine();
+        if !pristine && config.lease_reads {
+            // Before it crashed this peer may have confirmed a leader that now serves reads
+            // from its lease; openraft forgets when it last heard from that leader, so this
+            // peer keeps out of elections (and everything else) for one lease.
+            tracing::info!(
+                wait = ?config.election_timeout,
+                "restarted peer: waiting out a leader lease before joining the queue"
+            );
+            tokio::time::sleep(config.election_timeout).await;
+        }
         let counters = QueueCounters::default();
         let sm = StateMachine::open(
             store,
@@ -246,6 +283,7 @@ impl OrderedQueue {
             config,
             writes,
             reads,
+            lease: parking_lot::Mutex::new(None),
             counters,
         });
         tokio::spawn(queue.clone().batch_writes(write_rx));
@@ -411,7 +449,6 @@ impl OrderedQueue {
             }
             let this = self.clone();
             tokio::spawn(async move {
-                this.counters.read_rounds.fetch_add(1, Ordering::Relaxed);
                 let result =
                     tokio::time::timeout(this.config.quorum_timeout, this.find_read_index())
                         .await
@@ -584,9 +621,52 @@ impl OrderedQueue {
         }
     }
 
+    /// The read index from the leader's lease, if it holds a live one.
+    async fn lease_index(&self) -> Option<u64> {
+        let lease = (*self.lease.lock())?;
+        if Instant::now() >= lease.until {
+            return None;
+        }
+        let (leading_term, committed) = self
+            .raft
+            .with_raft_state(|state| {
+                let leading = state.server_state == ServerState::Leader;
+                (
+                    leading.then(|| state.vote_ref().leader_id().term),
+                    state.committed.map_or(0, |l| l.index),
+                )
+            })
+            .await
+            .ok()?;
+        // The commit index was read before now: the lease must still hold now.
+        if leading_term != Some(lease.term) || Instant::now() >= lease.until {
+            return None;
+        }
+        Some(committed.max(lease.index))
+    }
+
     async fn read_index_here(&self) -> Result<u64, QueueError> {
+        if self.config.lease_reads {
+            if let Some(index) = self.lease_index().await {
+                self.counters.lease_reads.fetch_add(1, Ordering::Relaxed);
+                return Ok(index);
+            }
+        }
+        let started = Instant::now();
+        let term = self.raft.metrics().borrow().current_term;
+        self.counters.read_rounds.fetch_add(1, Ordering::Relaxed);
         match self.raft.get_read_log_id().await {
-            Ok((read, _applied)) => Ok(read.map_or(0, |l| l.index)),
+            Ok((read, _applied)) => {
+                let index = read.map_or(0, |l| l.index);
+                if self.config.lease_reads {
+                    *self.lease.lock() = Some(ReadLease {
+                        term,
+                        until: started + self.config.election_timeout * 3 / 4,
+                        index,
+                    });
+                }
+                Ok(index)
+            }
             Err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(_))) => {
                 Err(QueueError::NotLeader)
             }
