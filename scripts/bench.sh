@@ -17,9 +17,13 @@
 # target in turn (targets alternate, rounds repeat the alternation), with `memcord bench` and
 # with memcached's own `memcaslap`.
 #
+# Then a connection sweep (get90 at each of SWEEP connections, every target) is drawn as
+# bench-throughput.svg next to OUT (`memcord bench --plot`).
+#
 # Settings (environment): DURATION (s per point, 5), WARMUP (s, 1), ROUNDS (1), CONNS (32),
 # KEYS (10000), OUT (BENCHMARKS.md), MEMCORD (binary; default: build target/release/memcord),
-# MEMCACHED (memcached binary), NO_MEMCASLAP=1 to skip memcaslap.
+# MEMCACHED (memcached binary), NO_MEMCASLAP=1 to skip memcaslap, SWEEP (connection counts,
+# "1 4 16 32 64"), SWEEP_DURATION (s per sweep point, 2).
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -165,13 +169,10 @@ start_cluster() {
 wait_serving() {
     local host=${1%:*} port=${1##*:} i
     for i in $(seq 1 100); do
-        if exec 3<>"/dev/tcp/$host/$port" 2>/dev/null; then
-            printf 'stats cluster\r\n' >&3
-            if timeout 2 grep -m1 -q "cluster_state serving" <&3; then
-                exec 3>&-
-                return 0
-            fi
-            exec 3>&-
+        # In a child shell: a refused connection makes `exec` fail, which would end this one.
+        if timeout 2 bash -c 'exec 3<>"/dev/tcp/$1/$2" && printf "stats cluster\r\n" >&3 &&
+            grep -m1 -q "cluster_state serving" <&3' _ "$host" "$port" 2>/dev/null; then
+            return 0
         fi
         sleep 0.1
     done
@@ -240,7 +241,29 @@ if [[ -z "${NO_MEMCASLAP:-}" ]] && command -v memcaslap >/dev/null; then
     done
 fi
 
-export RESULTS OUT COMMAND_LINE PINNING IDLE_RSS_KB MEMCASLAP_NOTE
+SWEEP=${SWEEP:-1 4 16 32 64}
+SWEEP_DURATION=${SWEEP_DURATION:-2}
+SWEEP_RESULTS="$RUN/sweep.jsonl"
+PLOT="$(dirname "$OUT")/bench-throughput.svg"
+: >"$SWEEP_RESULTS"
+for conns in $SWEEP; do
+    for name in "${NAMES[@]}"; do
+        echo "bench.sh: sweep $conns connections -> $name" >&2
+        if json=$(timeout "$LIMIT" "${LOAD_PIN[@]}" "$MEMCORD" bench --target "${TARGET[$name]}" \
+            --connections "$conns" --keys "$KEYS" --key-size 64 --value-size 1024 \
+            --duration "$SWEEP_DURATION" --warmup 0.5 --threads 1 --get-ratio 0.9 --json \
+            2>"$RUN/bench.err"); then
+            # The report plus the target's name: one point of the chart.
+            echo "{\"name\":\"$name\",${json#\{}" >>"$SWEEP_RESULTS"
+        else
+            echo "bench.sh: sweep $conns -> $name failed: $(cat "$RUN/bench.err")" >&2
+        fi
+    done
+done
+"$MEMCORD" bench --plot "$SWEEP_RESULTS" --plot-out "$PLOT" \
+    --plot-title "get90, 1 KiB values: ops/s against client connections (servers on one core)" >&2
+
+export RESULTS OUT COMMAND_LINE PINNING IDLE_RSS_KB MEMCASLAP_NOTE SWEEP_RESULTS PLOT
 export MEMCACHED_VERSION=$("$MEMCACHED" -V 2>/dev/null || echo "?")
 python3 - <<'EOF'
 import json, os, platform, statistics, subprocess, datetime
@@ -331,6 +354,23 @@ if caslap:
 else:
     w(os.environ["MEMCASLAP_NOTE"] + ".")
 w("")
+sweep = [json.loads(line) for line in open(os.environ["SWEEP_RESULTS"]) if line.strip()]
+if sweep:
+    conns = sorted({p["connections"] for p in sweep})
+    w("## Throughput against connections (get90)")
+    w("")
+    w(f"![ops/s against connections]({os.path.basename(os.environ['PLOT'])})")
+    w("")
+    w("| target | " + " | ".join(f"{c} conns" for c in conns) + " |")
+    w("| --- | " + " | ".join("---:" for _ in conns) + " |")
+    for n in names:
+        cells = []
+        for c in conns:
+            ops = [p["ops_per_sec"] for p in sweep if p["name"] == n and p["connections"] == c]
+            cells.append(f"{statistics.median(ops):,.0f}" if ops else "–")
+        if any(cell != "–" for cell in cells):
+            w(f"| {labels[n]} | " + " | ".join(cells) + " |")
+    w("")
 marker = "<!-- hand-written below: kept by scripts/bench.sh -->"
 kept = ""
 path = os.environ["OUT"]

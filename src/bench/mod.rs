@@ -17,6 +17,7 @@
 //! never fatal: a broken or timed-out connection is reopened and the run goes on.
 
 mod driver;
+pub mod plot;
 mod report;
 mod workload;
 
@@ -90,6 +91,16 @@ pub struct BenchArgs {
     /// Print the report as one JSON object instead of a table.
     #[arg(long)]
     pub json: bool,
+    /// Measure nothing: draw throughput against connections from a sweep file (JSON lines
+    /// `{"name", "connections", "ops_per_sec"}`, as `scripts/bench.sh` writes) as an SVG chart.
+    #[arg(long, value_name = "SWEEP.jsonl")]
+    pub plot: Option<std::path::PathBuf>,
+    /// Where `--plot` writes its chart.
+    #[arg(long, value_name = "FILE.svg", default_value = "bench-throughput.svg")]
+    pub plot_out: std::path::PathBuf,
+    /// The chart's title.
+    #[arg(long, default_value = "memcord bench: throughput against connections")]
+    pub plot_title: String,
 }
 
 /// Why a run could not be made.
@@ -228,6 +239,13 @@ fn resolve(targets: &[String]) -> Result<Vec<SocketAddr>, BenchError> {
 
 /// Runs `memcord bench` with `args` and prints the report (a table, or JSON with `--json`).
 pub fn run(args: BenchArgs) -> Result<(), BenchError> {
+    if let Some(sweep) = &args.plot {
+        let points = plot::read_sweep(sweep).map_err(BenchError::Invalid)?;
+        plot::draw(&plot::series(&points), &args.plot_title, &args.plot_out)
+            .map_err(BenchError::Invalid)?;
+        println!("bench: chart written to {}", args.plot_out.display());
+        return Ok(());
+    }
     let plan = args.plan()?;
     let threads = args.threads.unwrap_or_else(|| {
         std::thread::available_parallelism()
