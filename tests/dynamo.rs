@@ -120,15 +120,24 @@ impl Dynamo {
         };
         let config = load(&overrides, std::iter::empty()).expect("config");
         let max = config.server.max_item_size;
-        let peer = self
-            .runtime
-            .block_on(async {
-                match store {
-                    Some(store) => BoundPeer::bind_with_store(config, store, max).await,
-                    None => BoundPeer::bind(config).await,
+        // A stopped peer's listeners close as its tasks wind down: retry for a moment.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let peer = loop {
+            let bound = self.runtime.block_on(async {
+                match store.clone() {
+                    Some(store) => BoundPeer::bind_with_store(config.clone(), store, max).await,
+                    None => BoundPeer::bind(config.clone()).await,
                 }
-            })
-            .expect("bind");
+            });
+            match bound {
+                Ok(peer) => break peer,
+                Err(err) if Instant::now() < deadline => {
+                    eprintln!("peer {id}: {err}; retrying");
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+                Err(err) => panic!("peer {id}: {err}"),
+            }
+        };
         let store = peer.store();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let task = self.runtime.spawn(peer.serve(async move {
@@ -142,7 +151,7 @@ impl Dynamo {
         let node = self.nodes[id].take().expect("peer runs");
         let _ = node.stop.send(());
         self.runtime
-            .block_on(tokio::time::timeout(Duration::from_secs(10), node.task))
+            .block_on(async { tokio::time::timeout(Duration::from_secs(10), node.task).await })
             .expect("peer stops in time")
             .unwrap()
             .expect("peer served");
@@ -361,7 +370,7 @@ fn register_workload(
     let mut conn = RawClient::connect(addr);
     conn.roundtrip(b"consistency quorum\r\n", b"OK\r\n");
     let mut out = Vec::with_capacity(ops);
-    let mut seed = (client as u64 + 1) * 0x9e37_79b9_7f4a_7c15;
+    let mut seed = (client as u64 + 1).wrapping_mul(0x9e37_79b9_7f4a_7c15);
     for n in 0..ops {
         seed ^= seed << 13;
         seed ^= seed >> 7;

@@ -341,6 +341,12 @@ impl<S: Store> Shared<S> {
             } else {
                 self.repair_later(key.clone(), state.clone(), &stale);
             }
+            // Those are repaired now: the late replies alone are compared in the background.
+            for (peer, held) in replies.iter_mut() {
+                if stale.contains(peer) {
+                    *held = Some(state.clone());
+                }
+            }
         }
         // The replies still to come are compared in the background.
         tokio::spawn(repair_late_replies(this, key.clone(), replies, rx));
