@@ -68,7 +68,7 @@ impl Dynamo {
             lines,
             members: 0,
         };
-        cluster.grow(peers);
+        cluster.configure(peers);
         for id in 0..peers {
             cluster.start_peer(id, None);
         }
@@ -78,8 +78,8 @@ impl Dynamo {
         cluster
     }
 
-    /// Makes the configuration name `peers` peers (new ones get fresh ports).
-    fn grow(&mut self, peers: usize) {
+    /// Makes the configuration name peers `0..peers` (new ones get fresh ports).
+    fn configure(&mut self, peers: usize) {
         while self.clients.len() < peers {
             self.clients
                 .push(format!("127.0.0.1:{}", free_port()).parse().unwrap());
@@ -607,7 +607,7 @@ fn a_stale_replica_is_repaired_by_a_read() {
 }
 
 #[test]
-fn a_fifth_peer_joining_four_moves_only_the_keys_that_must_move() {
+fn a_peer_joining_or_leaving_moves_only_the_keys_that_must_move() {
     let mut cluster = Dynamo::start(4, 3, &[]);
     let keys = 400;
     let mut c = cluster.client(0);
@@ -620,7 +620,7 @@ fn a_fifth_peer_joining_four_moves_only_the_keys_that_must_move() {
     drop(c);
     // Restart the four over their stores with a fifth peer in the configuration.
     let stores: Vec<Arc<AnyStore>> = (0..4).map(|p| cluster.stop_peer(p)).collect();
-    cluster.grow(5);
+    cluster.configure(5);
     for (p, store) in stores.into_iter().enumerate() {
         cluster.start_peer(p, Some(store));
     }
@@ -648,5 +648,27 @@ fn a_fifth_peer_joining_four_moves_only_the_keys_that_must_move() {
         keys * 3
     );
     assert!((0.13..0.27).contains(&share), "moved share {share}");
+
+    // And back: peer 4 leaves (its store with it); the four restart over their stores. Each
+    // key peer 4 held gets its third copy back from the two other replicas, nothing else moves.
+    let stores: Vec<Arc<AnyStore>> = (0..5).map(|p| cluster.stop_peer(p)).collect();
+    cluster.configure(4);
+    for (p, store) in stores.into_iter().take(4).enumerate() {
+        cluster.start_peer(p, Some(store));
+    }
+    for p in 0..4 {
+        cluster.wait_serving(p);
+    }
+    let ring = cluster.ring(3);
+    for i in 0..keys {
+        cluster.assert_placed(&ring, &format!("move:{i}"), format!("m{i}").as_bytes());
+    }
+    let copied: u64 = (0..4)
+        .map(|p| stat(&cluster.cluster_stats(p), "cluster_entries_applied"))
+        .sum();
+    assert_eq!(
+        copied, moved,
+        "only the departed peer's copies are made again"
+    );
     cluster.stop_all();
 }
