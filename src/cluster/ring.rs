@@ -192,6 +192,7 @@ mod tests {
         let n = 20_000;
         let mut moved_keys = 0;
         let mut moved_copies = 0;
+        let mut moved_primaries = 0;
         for i in 0..n {
             let key = format!("key:{i}");
             let before = four.replicas(key.as_bytes());
@@ -201,6 +202,9 @@ mod tests {
                 moved_keys += 1;
             }
             moved_copies += new.len();
+            if before[0] != after[0] {
+                moved_primaries += 1;
+            }
             // Only the new peer gains copies: nothing moves between the old peers.
             assert!(
                 new.iter().all(|&&p| p == 4),
@@ -211,6 +215,15 @@ mod tests {
         // R/N = 3/5 of the keys, i.e. 1/5 of all copies move.
         let copies = n * 3;
         let share = moved_copies as f64 / copies as f64;
+        eprintln!(
+            "4 -> 5 peers, R = 3, {n} keys: {moved_copies} of {copies} copies moved ({share:.4}); \
+             {moved_keys} keys gained a copy on the new peer, {moved_primaries} changed primary"
+        );
+        let primaries = moved_primaries as f64 / n as f64;
+        assert!(
+            (0.16..0.24).contains(&primaries),
+            "primaries moved: {primaries}"
+        );
         assert!((0.16..0.24).contains(&share), "copies moved: {share}");
         assert_eq!(moved_keys, moved_copies);
     }
