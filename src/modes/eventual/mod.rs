@@ -485,19 +485,22 @@ impl<S: Store> Shared<S> {
         }
         // A level prefix on a key (`@quorum:key`) beats the connection's level, which beats
         // the cluster's default. Replies name keys as the client sent them.
-        let original = request.clone();
-        let prefixed = strip_level_prefixes(&mut request);
-        match command_for(&request, &self.clock) {
+        // The request as sent is kept only when a key may carry a prefix (no copy otherwise).
+        let original = may_carry_prefix(&request).then(|| request.clone());
+        let prefixed = match original {
+            Some(_) => strip_level_prefixes(&mut request),
+            None => None,
+        };
+        let command = command_for(&request, &self.clock);
+        let original = original.as_ref().unwrap_or(&request);
+        match command {
             ReadOrWrite::Read { keys, with_cas } => {
                 let level = prefixed.or(session.level).unwrap_or(self.config.read_level);
                 match self.read_keys(&keys, level).await {
-                    Ok(items) => {
-                        let shown = match &original {
-                            Request::Get { keys, .. } => keys.as_slice(),
-                            _ => keys.as_slice(),
-                        };
-                        values_reply(shown, items, with_cas)
-                    }
+                    Ok(items) => match original {
+                        Request::Get { keys: shown, .. } => values_reply(shown, items, with_cas),
+                        _ => values_reply(&keys, items, with_cas),
+                    },
                     Err(err) => Response::ServerError(err.to_string()),
                 }
             }
@@ -506,8 +509,8 @@ impl<S: Store> Shared<S> {
                     .or(session.level)
                     .unwrap_or(self.config.write_level);
                 match self.write(command, level).await {
-                    Ok(outcome) => response_for(&original, Ok(outcome)),
-                    Err(DynamoError::Store(err)) => response_for(&original, Err(err)),
+                    Ok(outcome) => response_for(original, Ok(outcome)),
+                    Err(DynamoError::Store(err)) => response_for(original, Err(err)),
                     Err(err) => Response::ServerError(err.to_string()),
                 }
             }
@@ -660,6 +663,20 @@ const LEVEL_PREFIXES: [(&[u8], Level); 3] = [
     (b"@quorum:", Level::Quorum),
     (b"@all:", Level::All),
 ];
+
+/// Whether any key of the request starts with `@` (the only requests worth stripping).
+fn may_carry_prefix(request: &Request) -> bool {
+    match request {
+        Request::Get { keys, .. } | Request::Gat { keys, .. } => {
+            keys.iter().any(|k| k.first() == Some(&b'@'))
+        }
+        Request::Store { key, .. }
+        | Request::Delete { key, .. }
+        | Request::Arith { key, .. }
+        | Request::Touch { key, .. } => key.first() == Some(&b'@'),
+        _ => false,
+    }
+}
 
 /// Strips a level prefix (`@one:`, `@quorum:`, `@all:`) from the request's keys; returns the
 /// strongest level named. A key that would be empty after the prefix is left alone.
