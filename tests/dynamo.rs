@@ -358,8 +358,9 @@ fn five_peers_r3_each_key_lives_on_exactly_its_three_replicas() {
     cluster.stop_all();
 }
 
-/// One client thread's register workload: `set` of unique values and `gets`, at QUORUM.
+/// One client thread's register workload: `set` of unique values and `gets`, at `level`.
 fn register_workload(
+    level: &'static str,
     addr: SocketAddr,
     client: usize,
     peer: usize,
@@ -368,7 +369,7 @@ fn register_workload(
     start: Instant,
 ) -> Vec<Operation> {
     let mut conn = RawClient::connect(addr);
-    conn.roundtrip(b"consistency quorum\r\n", b"OK\r\n");
+    conn.roundtrip(format!("consistency {level}\r\n").as_bytes(), b"OK\r\n");
     let mut out = Vec::with_capacity(ops);
     let mut seed = (client as u64 + 1).wrapping_mul(0x9e37_79b9_7f4a_7c15);
     for n in 0..ops {
@@ -428,15 +429,22 @@ fn parse_gets(reply: &[u8]) -> Output {
     }
 }
 
-/// Runs four QUORUM clients on `peers` against `keys` and checks the history.
-fn check_quorum_registers(cluster: &Dynamo, peers: &[usize], keys: &[String]) {
+/// Runs four clients at `level` on `peers` against `keys`; the history's verdict.
+fn register_verdict(
+    cluster: &Dynamo,
+    level: &'static str,
+    peers: &[usize],
+    keys: &[String],
+) -> Verdict {
     let start = Instant::now();
     let threads: Vec<_> = (0..4)
         .map(|client| {
             let peer = peers[client % peers.len()];
             let addr = cluster.clients[peer];
             let keys = keys.to_vec();
-            std::thread::spawn(move || register_workload(addr, client, peer, &keys, 120, start))
+            std::thread::spawn(move || {
+                register_workload(level, addr, client, peer, &keys, 120, start)
+            })
         })
         .collect();
     let mut operations: Vec<Operation> = threads
@@ -456,12 +464,42 @@ fn check_quorum_registers(cluster: &Dynamo, peers: &[usize], keys: &[String]) {
         operations.len(),
         "no faults: every request answered"
     );
+    let reads_of_values = operations
+        .iter()
+        .filter(|op| matches!(op.output, Output::Value { .. }))
+        .count();
+    assert!(reads_of_values > 50, "the history reads written values");
     let history = History { operations };
-    let report = memcord::check::linearizable::check(&history, Duration::from_secs(60));
-    match report.verdict {
+    memcord::check::linearizable::check(&history, Duration::from_secs(60)).verdict
+}
+
+/// Runs four QUORUM clients on `peers` against `keys` and checks the history.
+fn check_quorum_registers(cluster: &Dynamo, peers: &[usize], keys: &[String]) {
+    match register_verdict(cluster, "quorum", peers, keys) {
         Verdict::Ok => {}
         other => panic!("QUORUM register history not linearizable: {other:?}"),
     }
+}
+
+#[test]
+fn the_checker_catches_stale_reads_at_one() {
+    // The control experiment for the QUORUM test: at ONE, with neither push nor a timely sync,
+    // a replica answers reads from its own copy and misses writes coordinated elsewhere.
+    let cluster = Dynamo::start(5, 3, &["push = false", "sync_interval_ms = 600000"]);
+    let ring = cluster.ring(3);
+    let keys: Vec<String> = (0..200)
+        .map(|i| format!("one:{i}"))
+        .filter(|k| {
+            let r = ring.replicas(k.as_bytes());
+            r.contains(&0) && r.contains(&1)
+        })
+        .take(2)
+        .collect();
+    match register_verdict(&cluster, "one", &[0, 1], &keys) {
+        Verdict::Violation(_) => {}
+        other => panic!("stale reads at ONE went unnoticed: {other:?}"),
+    }
+    cluster.stop_all();
 }
 
 #[test]
