@@ -7,7 +7,9 @@
 //!
 //! ```text
 //! [cluster]                 consistency, heartbeat_ms, failure_timeout_ms, sync_interval_ms,
-//!                           secret, peers (a count "3" or ids "0,1,2"; optional)
+//!                           secret, peers (a count "3" or ids "0,1,2"; optional),
+//!                           replication_factor, vnodes, read_consistency, write_consistency,
+//!                           max_hints, max_hint_bytes (eventual mode's ring and levels)
 //! [server]                  max_connections, idle_timeout (s, 0 = none), max_item_size (bytes),
 //!                           memory_limit_mb, log_level, log_file
 //! [kv]                      type (memory | memcached), timeout_ms, connections
@@ -17,6 +19,7 @@
 //! A file is read only when one is named (`--config` / `MEMCORD_CONFIG`), so a bare
 //! `memcord peer --port 11311` is always a cluster of one whatever the working directory holds.
 
+use crate::protocol::Level;
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::fmt;
@@ -222,6 +225,18 @@ pub struct ClusterSettings {
     /// Whether the linearizable mode's leader answers reads from its lease (no quorum round
     /// per read); relies on peers' clocks running at about the same rate.
     pub lease_reads: bool,
+    /// Eventual mode: replicas per key; `None` = every peer (full replication).
+    pub replication_factor: Option<u32>,
+    /// Eventual mode: points per peer on the consistent-hash ring.
+    pub vnodes: u32,
+    /// Eventual mode: the cluster's default read consistency level.
+    pub read_consistency: Level,
+    /// Eventual mode: the cluster's default write consistency level.
+    pub write_consistency: Level,
+    /// Eventual mode: most hinted writes kept for one unreachable peer.
+    pub max_hints: usize,
+    /// Eventual mode: most bytes of hinted writes kept for all unreachable peers together.
+    pub max_hint_bytes: u64,
 }
 
 /// `[server]`: the client-facing listener and process settings.
@@ -331,6 +346,23 @@ impl PeerConfig {
             ),
             ("memcord_push".into(), self.cluster.push.to_string()),
             (
+                "memcord_replication_factor".into(),
+                self.cluster
+                    .replication_factor
+                    .map(|r| r as usize)
+                    .unwrap_or(self.peers.len())
+                    .to_string(),
+            ),
+            ("memcord_vnodes".into(), self.cluster.vnodes.to_string()),
+            (
+                "memcord_read_consistency".into(),
+                self.cluster.read_consistency.name().into(),
+            ),
+            (
+                "memcord_write_consistency".into(),
+                self.cluster.write_consistency.name().into(),
+            ),
+            (
                 "memcord_admin_commands".into(),
                 self.cluster.admin_commands.to_string(),
             ),
@@ -422,6 +454,12 @@ struct RawCluster {
     quorum_timeout_ms: Option<u64>,
     snapshot_logs: Option<u64>,
     lease_reads: Option<bool>,
+    replication_factor: Option<u32>,
+    vnodes: Option<u32>,
+    read_consistency: Option<String>,
+    write_consistency: Option<String>,
+    max_hints: Option<usize>,
+    max_hint_bytes: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -518,7 +556,19 @@ fn resolve(raw: RawConfig, o: &Overrides) -> Result<PeerConfig, ConfigError> {
         quorum_timeout_ms: raw.cluster.quorum_timeout_ms.unwrap_or(2000),
         snapshot_logs: raw.cluster.snapshot_logs.unwrap_or(5000).max(1),
         lease_reads: raw.cluster.lease_reads.unwrap_or(true),
+        replication_factor: raw.cluster.replication_factor,
+        vnodes: raw.cluster.vnodes.unwrap_or(128),
+        read_consistency: level_setting("read_consistency", &raw.cluster.read_consistency)?,
+        write_consistency: level_setting("write_consistency", &raw.cluster.write_consistency)?,
+        max_hints: raw.cluster.max_hints.unwrap_or(100_000),
+        max_hint_bytes: raw.cluster.max_hint_bytes.unwrap_or(64 * 1024 * 1024),
     };
+    if !(1..=crate::cluster::ring::MAX_VNODES).contains(&cluster.vnodes) {
+        return Err(ConfigError::Invalid(format!(
+            "cluster.vnodes must be from 1 to {}",
+            crate::cluster::ring::MAX_VNODES
+        )));
+    }
     let server = ServerSettings {
         max_connections: o
             .max_connections
@@ -621,6 +671,14 @@ fn resolve(raw: RawConfig, o: &Overrides) -> Result<PeerConfig, ConfigError> {
             crate::clock::MAX_PEER_ID
         )));
     }
+    if let Some(r) = cluster.replication_factor {
+        if r == 0 || (peers.len() > 1 && r as usize > peers.len()) {
+            return Err(ConfigError::Invalid(format!(
+                "cluster.replication_factor must be from 1 to the number of peers ({}), not {r}",
+                peers.len()
+            )));
+        }
+    }
     // Without a config naming it, a lone peer serves where memcached would.
     let me = peers.entry(id).or_insert_with(|| PeerAddrs {
         client_addr: HostPort::new("127.0.0.1", 11211),
@@ -645,6 +703,18 @@ fn resolve(raw: RawConfig, o: &Overrides) -> Result<PeerConfig, ConfigError> {
         kv,
         peers,
     })
+}
+
+/// Reads a consistency level setting (`one`, `quorum`, `all`; default `one`).
+fn level_setting(key: &str, value: &Option<String>) -> Result<Level, ConfigError> {
+    match value {
+        None => Ok(Level::One),
+        Some(v) => Level::parse(v.trim().as_bytes()).ok_or_else(|| {
+            ConfigError::Invalid(format!(
+                "cluster.{key}: unknown consistency level '{v}' (expected one, quorum or all)"
+            ))
+        }),
+    }
 }
 
 /// Reads `[cluster] peers`: a count (`3` means ids 0, 1, 2) or a comma-separated id list.

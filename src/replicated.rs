@@ -115,6 +115,35 @@ impl Command {
     }
 }
 
+impl Command {
+    /// The same command at another version (a forwarded write re-stamped by the replica that
+    /// coordinates it, so the versions of one key follow that replica's clock).
+    pub fn with_version(mut self, new: Timestamp) -> Command {
+        match &mut self {
+            Command::Write { version, .. }
+            | Command::Delete { version, .. }
+            | Command::Arith { version, .. }
+            | Command::Touch { version, .. }
+            | Command::Gat { version, .. }
+            | Command::FlushAll { version, .. } => *version = new,
+            Command::Get { .. } => {}
+        }
+        self
+    }
+
+    /// The one key a single-key command names (`None` for multi-key and keyless ones).
+    pub fn key(&self) -> Option<&Bytes> {
+        match self {
+            Command::Write { key, .. }
+            | Command::Delete { key, .. }
+            | Command::Arith { key, .. }
+            | Command::Touch { key, .. } => Some(key),
+            Command::Gat { keys, .. } | Command::Get { keys } if keys.len() == 1 => keys.first(),
+            _ => None,
+        }
+    }
+}
+
 /// What applying a command produced.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Outcome {

@@ -4,6 +4,7 @@
 //! another version is refused. Add variants at the end of an enum to stay compatible within a
 //! version; change the version for anything else.
 
+use super::ring::RingSpec;
 use crate::clock::Timestamp;
 use crate::store::Item;
 use bytes::Bytes;
@@ -114,6 +115,24 @@ pub enum PeerRequest {
     },
     /// Opaque payload of the ordered queue (Raft), decoded by `order`.
     Order(Bytes),
+    /// Eventual mode with a ring: apply these entries (last writer wins) and acknowledge
+    /// (a write at a consistency level above ONE, a replayed hint, a read repair).
+    Replicate(Vec<LogEntry>),
+    /// Eventual mode with a ring: the asker's replica read of these keys.
+    ReadKeys(Vec<Bytes>),
+    /// Eventual mode with a ring: coordinate this write as one of its key's replicas (an
+    /// opaque `postcard` payload of the mode's command and level, decoded by the mode).
+    Coordinate(Bytes),
+    /// Like [`PeerRequest::SyncSince`], but only keys the asker holds under `ring` (the
+    /// asker's own view of the ring).
+    SyncRanges {
+        /// The asker's last-sync mark for the answering peer.
+        since: Timestamp,
+        /// Page size bound.
+        max_entries: u32,
+        /// The ring the asker serves by.
+        ring: RingSpec,
+    },
 }
 
 /// The answer to a [`PeerRequest`].
@@ -132,6 +151,12 @@ pub enum PeerResponse {
     Order(Bytes),
     /// The peer could not answer.
     Error(String),
+    /// [`PeerRequest::Replicate`] done: how many entries were newer than what it held.
+    Applied(u32),
+    /// [`PeerRequest::ReadKeys`]: each key's state (`None`: nothing known), in key order.
+    States(Vec<Option<EntryState>>),
+    /// [`PeerRequest::Coordinate`]: the outcome, an opaque `postcard` payload of the mode.
+    Coordinated(Bytes),
 }
 
 /// Every frame after the handshake.

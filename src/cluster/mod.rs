@@ -5,10 +5,12 @@ pub mod auth;
 pub mod frame;
 pub mod membership;
 pub mod message;
+pub mod ring;
 pub mod transport;
 
 pub use membership::{Membership, PeerStatus};
 pub use message::{
     EntryState, LogEntry, PeerId, PeerMessage, PeerReport, PeerRequest, PeerResponse,
 };
+pub use ring::{Ring, RingSpec};
 pub use transport::{CallError, PeerService, ResponseFuture, Transport, TransportConfig};

@@ -15,7 +15,7 @@ pub use sequential::Sequential;
 pub use standalone::Standalone;
 pub use translate::{command_for, response_for, ReadOrWrite};
 
-use crate::protocol::{Request, Response};
+use crate::protocol::{Level, Request, Response};
 use std::future::Future;
 
 /// Per-connection state a coordinator may keep (program order for the sequential mode).
@@ -25,6 +25,9 @@ pub struct Session {
     pub id: u64,
     /// Position of this connection's last acknowledged write in the mode's order, if any.
     pub last_write: Option<u64>,
+    /// The consistency level this connection chose with `consistency <level>` (eventual
+    /// mode); `None` uses the cluster's defaults.
+    pub level: Option<Level>,
 }
 
 impl Session {
@@ -33,6 +36,7 @@ impl Session {
         Session {
             id,
             last_write: None,
+            level: None,
         }
     }
 }

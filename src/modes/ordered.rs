@@ -24,6 +24,10 @@ use bytes::Bytes;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
+/// The answer to `consistency <level>` in the ordered modes, whose every request already has
+/// the one consistency the mode promises.
+const ORDERED_LEVELS: &str = "consistency levels apply to the eventual mode only";
+
 /// How an ordered mode serves plain reads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ReadPolicy {
@@ -116,6 +120,9 @@ impl<S: Store> Ordered<S> {
             Request::Fail | Request::Recover if !self.admin_commands => return Response::Error,
             Request::Fail => return self.fail(),
             Request::Recover => return self.recover(),
+            Request::Consistency(_) => {
+                return Response::ClientError(ORDERED_LEVELS.into());
+            }
             _ => {}
         }
         match command_for(&request, &self.clock) {
@@ -271,9 +278,7 @@ impl PeerService for QueueService {
         Box::pin(async move {
             match request {
                 PeerRequest::Order(payload) => queue.on_peer_request(&payload).await,
-                PeerRequest::SyncSince { .. } => {
-                    PeerResponse::Error("this cluster runs an ordered mode".into())
-                }
+                _ => PeerResponse::Error("this cluster runs an ordered mode".into()),
             }
         })
     }

@@ -88,7 +88,8 @@ pub fn command_for(request: &Request, clock: &HybridClock) -> ReadOrWrite {
         | Request::Stats { .. }
         | Request::Quit
         | Request::Fail
-        | Request::Recover => ReadOrWrite::NotData,
+        | Request::Recover
+        | Request::Consistency(_) => ReadOrWrite::NotData,
     }
 }
 

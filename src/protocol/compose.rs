@@ -184,6 +184,10 @@ impl Request {
             Request::Quit => out.extend_from_slice(b"quit"),
             Request::Fail => out.extend_from_slice(b"fail"),
             Request::Recover => out.extend_from_slice(b"recover"),
+            Request::Consistency(level) => {
+                out.extend_from_slice(b"consistency ");
+                out.extend_from_slice(level.name().as_bytes());
+            }
         }
         out.extend_from_slice(b"\r\n");
     }

@@ -92,7 +92,7 @@ mod tests;
 pub use limits::Limits;
 pub use parse::{parse_request, AfterError, ParseOutcome};
 pub use reply::{parse_response, ResponseOutcome};
-pub use request::{ArithOp, Request, StoreOp};
+pub use request::{ArithOp, Level, Request, StoreOp};
 pub use response::{Response, Value};
 
 /// The version string memcord reports to `version` (numeric first, so clients can parse it).

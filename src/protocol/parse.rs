@@ -2,7 +2,7 @@
 //! checks memcached 1.6.18 makes, in the order it makes them (see the table in the module docs).
 
 use super::line::{find_line, key_ok, parse_i64, parse_u32, parse_u64, split_spaces, Line, Words};
-use super::{ArithOp, Limits, Request, Response, StoreOp};
+use super::{ArithOp, Level, Limits, Request, Response, StoreOp};
 use bytes::Bytes;
 
 /// What the connection does after an invalid request's error reply.
@@ -52,6 +52,8 @@ pub(crate) const BAD_EXPTIME: &str = "invalid exptime argument";
 pub(crate) const BAD_CHUNK: &str = "bad data chunk";
 /// `SERVER_ERROR` reason for a value above the size limit.
 pub(crate) const TOO_LARGE: &str = "object too large for cache";
+/// `CLIENT_ERROR` reason for a bad `consistency` line (memcord's own command).
+pub(crate) const BAD_LEVEL: &str = "usage: consistency one|quorum|all";
 /// `CLIENT_ERROR` reason for a line over the limit (memcord's own; memcached closes silently).
 pub(crate) const LINE_TOO_LONG: &str = "line too long";
 
@@ -154,6 +156,13 @@ pub fn parse_request(buf: &[u8], limits: &Limits) -> ParseOutcome {
         // memcord's own fault-simulation words (no arguments).
         b"fail" if words.as_slice().len() == 1 => request(Request::Fail, line.consumed),
         b"recover" if words.as_slice().len() == 1 => request(Request::Recover, line.consumed),
+        b"consistency" => match words.as_slice() {
+            [_, word] => match Level::parse(word) {
+                Some(level) => request(Request::Consistency(level), line.consumed),
+                None => client_error(BAD_LEVEL, line.consumed, false),
+            },
+            _ => client_error(BAD_LEVEL, line.consumed, false),
+        },
         b"stats" => request(
             Request::Stats {
                 group: words

@@ -55,6 +55,46 @@ impl ArithOp {
     }
 }
 
+/// A consistency level of the eventual (Dynamo) mode: how many of a key's replicas must
+/// answer before the coordinator does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum Level {
+    /// One replica.
+    #[default]
+    One,
+    /// A majority of the key's replicas (`R / 2 + 1`).
+    Quorum,
+    /// Every replica of the key.
+    All,
+}
+
+impl Level {
+    /// The level's word (`one`, `quorum`, `all`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Level::One => "one",
+            Level::Quorum => "quorum",
+            Level::All => "all",
+        }
+    }
+
+    /// Parses a level's word, ignoring ASCII case.
+    pub fn parse(word: &[u8]) -> Option<Level> {
+        [Level::One, Level::Quorum, Level::All]
+            .into_iter()
+            .find(|l| word.eq_ignore_ascii_case(l.name().as_bytes()))
+    }
+
+    /// How many of `replicas` replicas satisfy this level (at least one).
+    pub fn required(self, replicas: usize) -> usize {
+        match self {
+            Level::One => 1,
+            Level::Quorum => replicas / 2 + 1,
+            Level::All => replicas.max(1),
+        }
+    }
+}
+
 /// One parsed client request.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Request {
@@ -174,6 +214,11 @@ pub enum Request {
     /// ```
     /// memcord's fault simulation: end `fail`, catch up, serve again.
     Recover,
+    /// ```text
+    /// consistency <one|quorum|all>\r\n
+    /// ```
+    /// memcord's own: this connection's consistency level in the eventual mode (`OK`).
+    Consistency(Level),
 }
 
 impl Request {

@@ -319,6 +319,12 @@ fn table() -> Vec<(Vec<u8>, ParseOutcome)> {
     add("quit now\r\n", ok(Request::Quit, 10));
     add("fail\r\n", ok(Request::Fail, 6));
     add("recover\r\n", ok(Request::Recover, 9));
+    add(
+        "consistency QUORUM\r\n",
+        ok(Request::Consistency(Level::Quorum), 20),
+    );
+    add("consistency most\r\n", ce(parse::BAD_LEVEL, 18));
+    add("consistency\r\n", ce(parse::BAD_LEVEL, 13));
     add("fail now\r\n", error(10));
     add("stats\r\n", ok(Request::Stats { group: None }, 7));
     add(
@@ -784,6 +790,8 @@ fn request_strategy() -> impl Strategy<Value = Request> {
         Just(Request::Quit),
         Just(Request::Fail),
         Just(Request::Recover),
+        prop_oneof![Just(Level::One), Just(Level::Quorum), Just(Level::All)]
+            .prop_map(Request::Consistency),
     ]
 }
 

@@ -6,6 +6,7 @@ use crate::clock::HybridClock;
 use crate::cluster::{Membership, Transport, TransportConfig};
 use crate::config::Consistency;
 use crate::config::{KvType, PeerConfig};
+use crate::modes::eventual::HintLimits;
 use crate::modes::{Eventual, EventualConfig, Linearizable, Sequential, Standalone};
 use crate::order::state_machine::KeyIndex;
 use crate::order::{OrderConfig, OrderedQueue};
@@ -58,12 +59,24 @@ pub struct BoundPeer {
 impl BoundPeer {
     /// Checks that this build can serve `config`, connects the store and binds the listener.
     pub async fn bind(config: PeerConfig) -> Result<BoundPeer, PeerError> {
+        if config.peers.len() > 1 && config.cluster.secret.is_empty() {
+            return Err(PeerError::NoSecret);
+        }
+        let (store, max_value_len) = build_store(&config).await?;
+        Self::bind_with_store(config, Arc::new(store), max_value_len).await
+    }
+
+    /// Like [`BoundPeer::bind`], over a store that already exists (a peer restarted in
+    /// process keeps its items, as one in front of a memcached that kept running does).
+    pub async fn bind_with_store(
+        config: PeerConfig,
+        store: Arc<AnyStore>,
+        max_value_len: usize,
+    ) -> Result<BoundPeer, PeerError> {
         let clustered = config.peers.len() > 1;
         if clustered && config.cluster.secret.is_empty() {
             return Err(PeerError::NoSecret);
         }
-        let (store, max_value_len) = build_store(&config).await?;
-        let store = Arc::new(store);
         let addr = config.me().client_addr.to_string();
         let listener = TcpListener::bind(&addr)
             .await
@@ -85,6 +98,11 @@ impl BoundPeer {
             store,
             max_value_len,
         })
+    }
+
+    /// The peer's store (tests look at what one peer holds).
+    pub fn store(&self) -> Arc<AnyStore> {
+        self.store.clone()
     }
 
     /// The address actually bound (the real port when the config asked for port 0).
@@ -259,6 +277,21 @@ fn eventual_config(config: &PeerConfig) -> EventualConfig {
         join_window: Duration::from_millis(cluster.failure_timeout_ms.max(1) * 2),
         admin_commands: cluster.admin_commands,
         push: cluster.push,
+        replication: cluster.replication_factor,
+        vnodes: cluster.vnodes,
+        read_level: cluster.read_consistency,
+        write_level: cluster.write_consistency,
+        level_timeout: Duration::from_millis(cluster.quorum_timeout_ms.max(1)),
+        hints_dir: Some(
+            cluster
+                .data_dir
+                .join(format!("peer-{}", config.id))
+                .join("hints"),
+        ),
+        hint_limits: HintLimits {
+            max_per_peer: cluster.max_hints,
+            max_bytes: cluster.max_hint_bytes,
+        },
         ..EventualConfig::default()
     }
 }

@@ -103,7 +103,8 @@ impl Tally {
             | Request::Stats { .. }
             | Request::Quit
             | Request::Fail
-            | Request::Recover => Tally::None,
+            | Request::Recover
+            | Request::Consistency(_) => Tally::None,
         }
     }
 }

@@ -163,6 +163,22 @@ impl ReplicationLog {
         }
     }
 
+    /// Up to `max` logged keys for which `pick` holds (in no particular order).
+    pub fn keys_where(
+        &self,
+        max: usize,
+        mut pick: impl FnMut(&[u8]) -> bool,
+    ) -> Vec<(Bytes, KeyVersion)> {
+        let inner = self.inner.lock();
+        inner
+            .by_key
+            .iter()
+            .filter(|(k, _)| pick(k))
+            .take(max)
+            .map(|(k, e)| (k.clone(), *e))
+            .collect()
+    }
+
     /// Number of keys logged (tombstones included).
     pub fn len(&self) -> usize {
         self.inner.lock().by_key.len()

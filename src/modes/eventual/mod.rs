@@ -10,9 +10,13 @@
 //! writes, so a late remote entry can never overwrite a newer local one (or resurrect a key
 //! deleted in between).
 
+mod dynamo;
+mod hints;
 mod log;
 mod sync;
 
+pub use dynamo::{DynamoError, LEVEL_NOT_MET};
+pub use hints::HintLimits;
 pub use log::{KeyVersion, LogPage, ReplicationLog};
 
 use super::translate::{command_for, response_for, values_reply, ReadOrWrite};
@@ -22,7 +26,8 @@ use crate::cluster::{
     EntryState, LogEntry, PeerId, PeerMessage, PeerReport, PeerRequest, PeerResponse, PeerService,
     ResponseFuture, Transport,
 };
-use crate::protocol::{Request, Response};
+use crate::cluster::{Ring, RingSpec};
+use crate::protocol::{Level, Request, Response};
 use crate::replicated::{apply, Command, Outcome, WriteRule};
 use crate::store::{Item, Store, StoreOutcome, StoreResult};
 use bytes::Bytes;
@@ -50,6 +55,20 @@ pub struct EventualConfig {
     pub push: bool,
     /// Whether clients may send `fail` / `recover`.
     pub admin_commands: bool,
+    /// Replicas per key on the ring; `None` = every peer (full replication).
+    pub replication: Option<u32>,
+    /// Points per peer on the ring.
+    pub vnodes: u32,
+    /// Default level of reads.
+    pub read_level: Level,
+    /// Default level of writes.
+    pub write_level: Level,
+    /// Longest a read or write waits for its level before `SERVER_ERROR`.
+    pub level_timeout: Duration,
+    /// Where hinted writes are kept (`None`: in memory only).
+    pub hints_dir: Option<std::path::PathBuf>,
+    /// Bounds of the hint store.
+    pub hint_limits: HintLimits,
 }
 
 impl Default for EventualConfig {
@@ -62,6 +81,16 @@ impl Default for EventualConfig {
             join_window: Duration::from_secs(3),
             push: true,
             admin_commands: true,
+            replication: None,
+            vnodes: 128,
+            read_level: Level::One,
+            write_level: Level::One,
+            level_timeout: Duration::from_secs(2),
+            hints_dir: None,
+            hint_limits: HintLimits {
+                max_per_peer: 100_000,
+                max_bytes: 64 * 1024 * 1024,
+            },
         }
     }
 }
@@ -105,6 +134,13 @@ struct Counters {
     entries_stale: AtomicU64,
     syncs_completed: AtomicU64,
     pushes_refused: AtomicU64,
+    forwarded: AtomicU64,
+    level_failures: AtomicU64,
+    read_repairs: AtomicU64,
+    hints_stored: AtomicU64,
+    hints_dropped: AtomicU64,
+    hints_replayed: AtomicU64,
+    keys_moved_out: AtomicU64,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -150,6 +186,11 @@ pub(crate) struct Shared<S: Store> {
     items: AtomicU64,
     counters: Counters,
     pushed: tokio::sync::mpsc::Sender<Vec<LogEntry>>,
+    /// The ring this peer serves by.
+    ring: Arc<Ring>,
+    /// The ring of the last peer that asked for its ranges (built once per spec).
+    asker_ring: Mutex<Option<Arc<Ring>>>,
+    hints: hints::Hints,
 }
 
 /// The eventual-mode coordinator of one peer.
@@ -168,6 +209,19 @@ impl<S: Store> Eventual<S> {
         config: EventualConfig,
     ) -> Self {
         let (push_tx, push_rx) = tokio::sync::mpsc::channel(PUSH_QUEUE);
+        let mut peers: Vec<PeerId> = transport
+            .membership()
+            .statuses()
+            .iter()
+            .map(|s| s.id)
+            .collect();
+        peers.push(transport.me());
+        let ring = Arc::new(Ring::new(&RingSpec {
+            replication: config.replication.unwrap_or(peers.len() as u32),
+            peers,
+            vnodes: config.vnodes,
+        }));
+        let hints = hints::Hints::open(config.hints_dir.clone(), config.hint_limits.clone());
         let shared = Arc::new_cyclic(|me| Shared {
             me: me.clone(),
             store,
@@ -183,8 +237,12 @@ impl<S: Store> Eventual<S> {
             items: AtomicU64::new(0),
             counters: Counters::default(),
             pushed: push_tx,
+            ring,
+            asker_ring: Mutex::new(None),
+            hints,
         });
         tokio::spawn(merge_pushes(Arc::downgrade(&shared), push_rx));
+        tokio::spawn(dynamo::hand_off(Arc::downgrade(&shared)));
         transport.start(listener, shared.clone());
         tokio::spawn(sync::catch_up(shared.clone(), true));
         tokio::spawn(sync::periodic(shared.clone()));
@@ -199,6 +257,11 @@ impl<S: Store> Eventual<S> {
     /// The replication log (for tests and status).
     pub fn log(&self) -> &ReplicationLog {
         &self.shared.log
+    }
+
+    /// The ring this peer serves by.
+    pub fn ring(&self) -> &Ring {
+        &self.shared.ring
     }
 }
 
@@ -221,8 +284,13 @@ impl<S: Store> Shared<S> {
         &self.stripes[self.hasher.hash_one(key) as usize % STRIPES]
     }
 
-    /// Applies one local write under its key's stripe, logs the resulting state and pushes it.
-    async fn write_one(&self, key: Bytes, command: Command) -> StoreResult<Outcome> {
+    /// Applies one local write under its key's stripe and logs the resulting state; returns
+    /// the outcome and the entry to replicate (none when nothing changed).
+    async fn write_one(
+        &self,
+        key: Bytes,
+        command: Command,
+    ) -> StoreResult<(Outcome, Option<LogEntry>)> {
         let _guard = self.stripe(&key).lock().await;
         let version = command.version().unwrap_or_else(|| self.clock.now());
         let known = match &command {
@@ -252,12 +320,12 @@ impl<S: Store> Shared<S> {
             }
             _ => None,
         };
-        if let Some(state) = state {
+        let entry = state.map(|state| {
             let tombstone = matches!(state, EntryState::Tombstone(_));
             self.log.record(key.clone(), state.version(), tombstone);
-            self.push(LogEntry::Key { key, state });
-        }
-        Ok(outcome)
+            LogEntry::Key { key, state }
+        });
+        Ok((outcome, entry))
     }
 
     /// The key's state in the store right after a local write at `version`.
@@ -269,6 +337,7 @@ impl<S: Store> Shared<S> {
         })
     }
 
+    /// Pushes a flush to every live peer (flushes are not partitioned).
     fn push(&self, entry: LogEntry) {
         if !self.config.push {
             return;
@@ -330,9 +399,34 @@ impl<S: Store> Shared<S> {
         }
     }
 
-    /// Builds one sync page for a peer that asks for what was logged after `since`.
-    async fn sync_page(&self, since: Timestamp, max_entries: usize) -> PeerResponse {
-        let page = self.log.page(since, max_entries.clamp(1, 10_000));
+    /// The ring a peer asked by (cached: every peer of one cluster sends the same spec).
+    fn ring_for(&self, spec: &RingSpec) -> Arc<Ring> {
+        if spec == self.ring.spec() {
+            return self.ring.clone();
+        }
+        let mut cached = self.asker_ring.lock();
+        if let Some(ring) = cached.as_ref().filter(|r| r.spec() == spec) {
+            return ring.clone();
+        }
+        let ring = Arc::new(Ring::new(spec));
+        *cached = Some(ring.clone());
+        ring
+    }
+
+    /// Builds one sync page for a peer that asks for what was logged after `since`; with
+    /// `only` (the asker and its ring), just the keys the asker holds.
+    async fn sync_page(
+        &self,
+        since: Timestamp,
+        max_entries: usize,
+        only: Option<(PeerId, Arc<Ring>)>,
+    ) -> PeerResponse {
+        let mut page = self.log.page(since, max_entries.clamp(1, 10_000));
+        if let Some((asker, ring)) = &only {
+            if !ring.is_full() {
+                page.keys.retain(|(key, _)| ring.holds(*asker, key));
+            }
+        }
         let mut entries = Vec::with_capacity(page.keys.len() + 1);
         if let Some(cutoff) = page.flush {
             entries.push(LogEntry::Flush { cutoff });
@@ -371,13 +465,17 @@ impl<S: Store> Shared<S> {
         }
     }
 
-    async fn handle(&self, request: Request) -> Response {
+    async fn handle(&self, session: &mut Session, mut request: Request) -> Response {
         match request {
             Request::Fail | Request::Recover if !self.config.admin_commands => {
                 return Response::Error
             }
             Request::Fail => return self.fail(),
             Request::Recover => return self.recover(),
+            Request::Consistency(level) => {
+                session.level = Some(level);
+                return Response::Ok;
+            }
             _ => {}
         }
         match self.state() {
@@ -385,20 +483,42 @@ impl<S: Store> Shared<S> {
             PeerState::CatchingUp => return Response::ServerError("catching up".into()),
             PeerState::Failed => return Response::ServerError("peer failed".into()),
         }
-        match command_for(&request, &self.clock) {
-            ReadOrWrite::Read { keys, with_cas } => match self.store.get(&keys).await {
-                Ok(items) => values_reply(&keys, items, with_cas),
-                Err(err) => Response::ServerError(err.to_string()),
-            },
+        // A level prefix on a key (`@quorum:key`) beats the connection's level, which beats
+        // the cluster's default. Replies name keys as the client sent them.
+        // The request as sent is kept only when a key may carry a prefix (no copy otherwise).
+        let original = may_carry_prefix(&request).then(|| request.clone());
+        let prefixed = match original {
+            Some(_) => strip_level_prefixes(&mut request),
+            None => None,
+        };
+        let command = command_for(&request, &self.clock);
+        let original = original.as_ref().unwrap_or(&request);
+        match command {
+            ReadOrWrite::Read { keys, with_cas } => {
+                let level = prefixed.or(session.level).unwrap_or(self.config.read_level);
+                match self.read_keys(&keys, level).await {
+                    Ok(items) => match original {
+                        Request::Get { keys: shown, .. } => values_reply(shown, items, with_cas),
+                        _ => values_reply(&keys, items, with_cas),
+                    },
+                    Err(err) => Response::ServerError(err.to_string()),
+                }
+            }
             ReadOrWrite::Write(command) => {
-                let outcome = self.write(command).await;
-                response_for(&request, outcome)
+                let level = prefixed
+                    .or(session.level)
+                    .unwrap_or(self.config.write_level);
+                match self.write(command, level).await {
+                    Ok(outcome) => response_for(original, Ok(outcome)),
+                    Err(DynamoError::Store(err)) => response_for(original, Err(err)),
+                    Err(err) => Response::ServerError(err.to_string()),
+                }
             }
             ReadOrWrite::NotData => Response::Error,
         }
     }
 
-    async fn write(&self, command: Command) -> StoreResult<Outcome> {
+    async fn write(&self, command: Command, level: Level) -> Result<Outcome, DynamoError> {
         match command {
             Command::FlushAll { cutoff, .. } => {
                 self.log.record_flush(cutoff);
@@ -418,20 +538,20 @@ impl<S: Store> Shared<S> {
                         expires_at,
                         version,
                     };
-                    match self.write_one(key, one).await? {
+                    match self.write_key(key, one, level).await? {
                         Outcome::Items(mut got) => items.push(got.pop().flatten()),
                         _ => items.push(None),
                     }
                 }
                 Ok(Outcome::Items(items))
             }
-            Command::Get { keys } => Ok(Outcome::Items(self.store.get(&keys).await?)),
+            Command::Get { keys } => Ok(Outcome::Items(self.read_keys(&keys, level).await?)),
             Command::Write { ref key, .. }
             | Command::Delete { ref key, .. }
             | Command::Arith { ref key, .. }
             | Command::Touch { ref key, .. } => {
                 let key = key.clone();
-                self.write_one(key, command).await
+                self.write_key(key, command, level).await
             }
         }
     }
@@ -458,11 +578,11 @@ impl<S: Store> Shared<S> {
 }
 
 impl<S: Store> Coordinator for Eventual<S> {
-    async fn handle(&self, _session: &mut Session, request: Request) -> Response {
+    async fn handle(&self, session: &mut Session, request: Request) -> Response {
         let recovering = matches!(request, Request::Recover)
             && self.shared.config.admin_commands
             && self.state() == PeerState::Failed;
-        let response = self.shared.handle(request).await;
+        let response = self.shared.handle(session, request).await;
         if recovering {
             tokio::spawn(sync::catch_up(self.shared.clone(), false));
         }
@@ -504,7 +624,7 @@ impl<S: Store> PeerService for Shared<S> {
         }
     }
 
-    fn on_request(&self, _from: PeerId, request: PeerRequest) -> ResponseFuture {
+    fn on_request(&self, from: PeerId, request: PeerRequest) -> ResponseFuture {
         let this = self.self_arc();
         Box::pin(async move {
             match request {
@@ -512,12 +632,114 @@ impl<S: Store> PeerService for Shared<S> {
                     if this.state() == PeerState::Failed {
                         return PeerResponse::Error("peer failed".into());
                     }
-                    this.sync_page(since, max_entries as usize).await
+                    this.sync_page(since, max_entries as usize, None).await
                 }
+                PeerRequest::SyncRanges {
+                    since,
+                    max_entries,
+                    ring,
+                } => {
+                    if this.state() == PeerState::Failed {
+                        return PeerResponse::Error("peer failed".into());
+                    }
+                    let ring = this.ring_for(&ring);
+                    this.sync_page(since, max_entries as usize, Some((from, ring)))
+                        .await
+                }
+                PeerRequest::Replicate(entries) => this.answer_replicate(entries).await,
+                PeerRequest::ReadKeys(keys) => this.answer_read(keys).await,
+                PeerRequest::Coordinate(payload) => this.answer_coordinate(payload).await,
                 PeerRequest::Order(_) => {
                     PeerResponse::Error("this cluster runs the eventual mode".into())
                 }
             }
         })
+    }
+}
+
+/// The per-request level prefixes, as written before a key.
+const LEVEL_PREFIXES: [(&[u8], Level); 3] = [
+    (b"@one:", Level::One),
+    (b"@quorum:", Level::Quorum),
+    (b"@all:", Level::All),
+];
+
+/// Whether any key of the request starts with `@` (the only requests worth stripping).
+fn may_carry_prefix(request: &Request) -> bool {
+    match request {
+        Request::Get { keys, .. } | Request::Gat { keys, .. } => {
+            keys.iter().any(|k| k.first() == Some(&b'@'))
+        }
+        Request::Store { key, .. }
+        | Request::Delete { key, .. }
+        | Request::Arith { key, .. }
+        | Request::Touch { key, .. } => key.first() == Some(&b'@'),
+        _ => false,
+    }
+}
+
+/// Strips a level prefix (`@one:`, `@quorum:`, `@all:`) from the request's keys; returns the
+/// strongest level named. A key that would be empty after the prefix is left alone.
+fn strip_level_prefixes(request: &mut Request) -> Option<Level> {
+    fn strip(key: &mut Bytes, found: &mut Option<Level>) {
+        for (prefix, level) in LEVEL_PREFIXES {
+            if key.len() > prefix.len() && key.starts_with(prefix) {
+                *key = key.slice(prefix.len()..);
+                let stronger = match (*found, level) {
+                    (None, l) => l,
+                    (Some(Level::All), _) | (_, Level::All) => Level::All,
+                    (Some(Level::Quorum), _) | (_, Level::Quorum) => Level::Quorum,
+                    _ => Level::One,
+                };
+                *found = Some(stronger);
+                return;
+            }
+        }
+    }
+    let mut found = None;
+    match request {
+        Request::Get { keys, .. } | Request::Gat { keys, .. } => {
+            for key in keys {
+                strip(key, &mut found);
+            }
+        }
+        Request::Store { key, .. }
+        | Request::Delete { key, .. }
+        | Request::Arith { key, .. }
+        | Request::Touch { key, .. } => strip(key, &mut found),
+        _ => {}
+    }
+    found
+}
+
+#[cfg(test)]
+mod prefix_tests {
+    use super::*;
+
+    #[test]
+    fn prefixes_choose_the_level_and_leave_the_key() {
+        let mut get = Request::Get {
+            keys: vec![
+                Bytes::from_static(b"@quorum:a"),
+                Bytes::from_static(b"b"),
+                Bytes::from_static(b"@one:c"),
+            ],
+            with_cas: false,
+        };
+        assert_eq!(strip_level_prefixes(&mut get), Some(Level::Quorum));
+        let Request::Get { keys, .. } = &get else {
+            unreachable!()
+        };
+        assert_eq!(keys, &[&b"a"[..], b"b", b"c"]);
+        let mut del = Request::Delete {
+            key: Bytes::from_static(b"@all:"),
+            noreply: false,
+        };
+        assert_eq!(strip_level_prefixes(&mut del), None);
+        let mut set = Request::Delete {
+            key: Bytes::from_static(b"@ALL:x"),
+            noreply: false,
+        };
+        assert_eq!(strip_level_prefixes(&mut set), None);
     }
 }

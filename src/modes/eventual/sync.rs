@@ -27,9 +27,18 @@ pub(super) async fn sync_with<S: Store>(
     let mut applied = 0usize;
     let mut received = 0usize;
     loop {
-        let request = PeerRequest::SyncSince {
-            since,
-            max_entries: shared.config.page_size as u32,
+        // With partial replication, ask only for the ranges this peer holds.
+        let request = if shared.ring.is_full() {
+            PeerRequest::SyncSince {
+                since,
+                max_entries: shared.config.page_size as u32,
+            }
+        } else {
+            PeerRequest::SyncRanges {
+                since,
+                max_entries: shared.config.page_size as u32,
+                ring: shared.ring.spec().clone(),
+            }
         };
         let answer = shared
             .transport
@@ -43,7 +52,7 @@ pub(super) async fn sync_with<S: Store>(
                 complete,
             } => (entries, next, complete),
             PeerResponse::Error(reason) => return Err(reason),
-            PeerResponse::Order(_) => return Err("unexpected ordered-queue answer".into()),
+            _ => return Err("unexpected answer to a sync request".into()),
         };
         received += entries.len();
         for entry in entries {
@@ -87,6 +96,27 @@ pub(super) async fn sync_with<S: Store>(
     Ok(applied)
 }
 
+/// Logs what a starting peer's store already holds (a memcached backend that outlived the
+/// peer's process, or a store kept across a restart in process), so those items take part in
+/// last-writer-wins and in the sync of the ranges this peer holds (after a ring change, the
+/// keys that moved to a new peer are copied from here).
+async fn index_store<S: Store>(shared: &Shared<S>) {
+    if shared.store.stats().await.curr_items == 0 {
+        return;
+    }
+    match shared.store.dump().await {
+        Ok(items) => {
+            let count = items.len();
+            for (key, item) in items {
+                shared.clock.observe(item.version);
+                shared.log.record(key, item.version, false);
+            }
+            tracing::info!(items = count, "logged the items the store already held");
+        }
+        Err(err) => tracing::warn!(%err, "could not list the store's items at start"),
+    }
+}
+
 /// Brings a starting (or recovering) peer up to date before it serves clients.
 ///
 /// It waits up to the join window for a live peer that serves, then copies from it. When every
@@ -94,6 +124,9 @@ pub(super) async fn sync_with<S: Store>(
 /// serves at once; when no serving peer shows up in the window, this peer serves alone.
 pub(super) async fn catch_up<S: Store>(shared: Arc<Shared<S>>, starting: bool) {
     shared.set_state(PeerState::CatchingUp);
+    if starting {
+        index_store(&shared).await;
+    }
     if !starting {
         let away = shared
             .failed_at
@@ -188,6 +221,7 @@ pub(super) async fn periodic<S: Store>(shared: Arc<Shared<S>>) {
         }
         let horizon = unix_ms().saturating_sub(shared.config.tombstone_ttl.as_millis() as u64);
         shared.log.prune_tombstones(horizon);
+        super::dynamo::drop_foreign_keys(&shared).await;
     }
 }
 
@@ -224,6 +258,54 @@ pub(super) fn cluster_stats<S: Store>(shared: &Shared<S>) -> Vec<(String, String
         (
             "cluster_syncs_completed".into(),
             c.syncs_completed.load(Ordering::Relaxed).to_string(),
+        ),
+        (
+            "cluster_replication_factor".into(),
+            shared.ring.replication().to_string(),
+        ),
+        (
+            "cluster_vnodes".into(),
+            shared.ring.spec().vnodes.to_string(),
+        ),
+        (
+            "cluster_read_consistency".into(),
+            shared.config.read_level.name().into(),
+        ),
+        (
+            "cluster_write_consistency".into(),
+            shared.config.write_level.name().into(),
+        ),
+        (
+            "cluster_forwarded".into(),
+            c.forwarded.load(Ordering::Relaxed).to_string(),
+        ),
+        (
+            "cluster_level_failures".into(),
+            c.level_failures.load(Ordering::Relaxed).to_string(),
+        ),
+        (
+            "cluster_read_repairs".into(),
+            c.read_repairs.load(Ordering::Relaxed).to_string(),
+        ),
+        (
+            "cluster_hints_pending".into(),
+            shared.hints.len().to_string(),
+        ),
+        (
+            "cluster_hints_stored".into(),
+            c.hints_stored.load(Ordering::Relaxed).to_string(),
+        ),
+        (
+            "cluster_hints_dropped".into(),
+            c.hints_dropped.load(Ordering::Relaxed).to_string(),
+        ),
+        (
+            "cluster_hints_replayed".into(),
+            c.hints_replayed.load(Ordering::Relaxed).to_string(),
+        ),
+        (
+            "cluster_keys_moved_out".into(),
+            c.keys_moved_out.load(Ordering::Relaxed).to_string(),
         ),
     ];
     let prefix = format!("peer.{me}");
