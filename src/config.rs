@@ -11,6 +11,7 @@
 //!                           replication_factor, vnodes, read_consistency, write_consistency,
 //!                           max_hints, max_hint_bytes (eventual mode's ring and levels)
 //! [server]                  max_connections, idle_timeout (s, 0 = none), max_item_size (bytes),
+//!                           threads (0 = one per usable CPU),
 //!                           memory_limit_mb, log_level, log_file
 //! [kv]                      type (memory | memcached), timeout_ms, connections
 //! [peer.N]                  client_addr, peer_addr, kv_addr (host:port each)
@@ -246,6 +247,9 @@ pub struct ServerSettings {
     pub max_connections: usize,
     /// Seconds a connection may stay silent before it is closed; 0 = never.
     pub idle_timeout_secs: u64,
+    /// Worker threads (memcached's `-t`); 0 = one per CPU the process may run on. One runs
+    /// the whole peer on its main thread.
+    pub threads: usize,
     /// Largest value accepted, in bytes (memcached's `-I`).
     pub max_item_size: usize,
     /// Memory limit of the embedded store, in MiB (memcached's `-m`).
@@ -421,6 +425,8 @@ pub struct Overrides {
     pub max_connections: Option<usize>,
     /// Idle timeout in seconds.
     pub idle_timeout: Option<u64>,
+    /// Worker threads.
+    pub threads: Option<usize>,
     /// Log filter.
     pub log_level: Option<String>,
     /// Log file.
@@ -467,6 +473,7 @@ struct RawCluster {
 struct RawServer {
     max_connections: Option<usize>,
     idle_timeout: Option<u64>,
+    threads: Option<usize>,
     max_item_size: Option<usize>,
     memory_limit_mb: Option<u64>,
     log_level: Option<String>,
@@ -575,6 +582,7 @@ fn resolve(raw: RawConfig, o: &Overrides) -> Result<PeerConfig, ConfigError> {
             .or(raw.server.max_connections)
             .unwrap_or(1024),
         idle_timeout_secs: o.idle_timeout.or(raw.server.idle_timeout).unwrap_or(0),
+        threads: o.threads.or(raw.server.threads).unwrap_or(0),
         max_item_size: o
             .max_item_size
             .or(raw.server.max_item_size)

@@ -71,6 +71,9 @@ struct PeerArgs {
     /// Seconds of client silence before its connection is closed (0 = never).
     #[arg(long, env = "MEMCORD_IDLE_TIMEOUT")]
     idle_timeout: Option<u64>,
+    /// Worker threads (memcached's `-t`); 0 = one per CPU this process may use.
+    #[arg(long, short = 't', env = "MEMCORD_THREADS")]
+    threads: Option<usize>,
     /// Log filter (`info`, `debug`, `memcord=trace`, …).
     #[arg(long, env = "MEMCORD_LOG")]
     log_level: Option<String>,
@@ -94,6 +97,7 @@ impl PeerArgs {
             max_item_size: self.max_item_size,
             max_connections: self.max_connections,
             idle_timeout: self.idle_timeout,
+            threads: self.threads,
             log_level: self.log_level,
             log_file: self.log_file,
         }
@@ -117,12 +121,32 @@ fn main() -> std::process::ExitCode {
     }
 }
 
+/// The peer's runtime: `threads` workers (0 = one per CPU this process may use). With one,
+/// everything runs on the main thread: no cross-thread wakeups or work stealing, which is what
+/// a peer pinned to one core (memcached `-t 1`'s budget) does best with.
+fn peer_runtime(threads: usize) -> std::io::Result<tokio::runtime::Runtime> {
+    let threads = match threads {
+        0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        n => n,
+    };
+    if threads == 1 {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(threads)
+            .enable_all()
+            .build()
+    }
+}
+
 fn run(command: Command) -> Result<()> {
     match command {
         Command::Peer(args) => {
             let config = config::load(&args.overrides(), std::env::vars())?;
             init_logging(&config)?;
-            tokio::runtime::Runtime::new()?.block_on(run_peer(config))
+            peer_runtime(config.server.threads)?.block_on(run_peer(config))
         }
         Command::Bench(args) => Ok(memcord::bench::run(args)?),
         Command::Cluster(args) => {

@@ -97,6 +97,7 @@ macro_rules! both_stores {
 both_stores!(
     get_miss_then_hit,
     multi_get_keeps_order_with_misses,
+    concurrent_gets_each_get_their_own_keys,
     set_overwrites,
     add_and_replace_conditions,
     append_prepend_keep_flags_and_expiry,

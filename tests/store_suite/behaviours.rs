@@ -516,6 +516,52 @@ pub async fn concurrent_cas_loops_lose_nothing<S: Store>(f: &Fixture<S>) {
     );
 }
 
+/// Many tasks reading at once (which the memcached adapter sends as merged multi-key gets)
+/// each get exactly their own keys' values, in order, with misses and repeats in place.
+pub async fn concurrent_gets_each_get_their_own_keys<S: Store>(f: &Fixture<S>) {
+    const KEYS: u64 = 24;
+    for k in (0..KEYS).filter(|k| k % 3 != 0) {
+        let key = b(&format!("key{k}"));
+        f.store
+            .set(key, f.item(&format!("value{k}"), k as u32))
+            .await
+            .unwrap();
+    }
+    let mut tasks = tokio::task::JoinSet::new();
+    for task in 0..32u64 {
+        let store = Arc::clone(&f.store);
+        tasks.spawn(async move {
+            for round in 0..40u64 {
+                // One to four keys, overlapping other tasks' keys, sometimes repeated.
+                let first = (task * 7 + round) % KEYS;
+                let wanted: Vec<u64> = (0..1 + (task + round) % 4)
+                    .map(|i| {
+                        if i == 2 {
+                            first
+                        } else {
+                            (first + i * 5) % KEYS
+                        }
+                    })
+                    .collect();
+                let keys: Vec<Bytes> = wanted.iter().map(|k| b(&format!("key{k}"))).collect();
+                let got = store.get(&keys).await.expect("get");
+                let got: Vec<Option<(Bytes, u32)>> = got
+                    .into_iter()
+                    .map(|hit| hit.map(|item| (item.value, item.flags)))
+                    .collect();
+                let expected: Vec<Option<(Bytes, u32)>> = wanted
+                    .iter()
+                    .map(|&k| (k % 3 != 0).then(|| (b(&format!("value{k}")), k as u32)))
+                    .collect();
+                assert_eq!(got, expected, "task {task} round {round} keys {wanted:?}");
+            }
+        });
+    }
+    while let Some(done) = tasks.join_next().await {
+        done.expect("task");
+    }
+}
+
 /// dump lists exactly the live items (deleted and expired ones left out), with everything
 /// a snapshot needs; clear empties the store.
 pub async fn dump_lists_every_live_item_and_clear_empties<S: Store>(f: &Fixture<S>) {

@@ -2,14 +2,16 @@
 //!
 //! Callers hand [`Job`]s to the connection through a bounded channel; a writer loop batches
 //! every job waiting into one write, and a reader loop parses replies and hands each to the
-//! oldest caller still waiting, since memcached answers strictly in order. The writer queues a
+//! oldest caller still waiting, since memcached answers strictly in order. Consecutive `get`s
+//! in one batch travel as one multi-key `get` (see [`Owed::Merged`]). The writer queues a
 //! job's reply slot *before* writing its bytes, so the reader always finds the slot for a reply.
 //! Both loops run in one task (`select!`): when either fails, or the connection is killed
 //! after a timeout, the whole connection is dropped, and with it every reply slot, so every
 //! caller still waiting learns at once that its request failed.
 
-use crate::protocol::{parse_response, Limits, Request, Response, ResponseOutcome};
-use bytes::{Buf, BytesMut};
+use super::MAX_GET_LINE;
+use crate::protocol::{parse_response, Limits, Request, Response, ResponseOutcome, Value};
+use bytes::{Buf, Bytes, BytesMut};
 use std::io;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
@@ -56,10 +58,10 @@ pub(super) async fn serve(
     kill: &CancellationToken,
 ) -> Ended {
     let (reader, writer) = stream.into_split();
-    let (inflight_tx, inflight_rx) = mpsc::unbounded_channel();
+    let (owed_tx, owed_rx) = mpsc::unbounded_channel();
     tokio::select! {
-        ended = write_loop(writer, jobs, inflight_tx) => ended,
-        ended = read_loop(reader, inflight_rx) => ended,
+        ended = write_loop(writer, jobs, owed_tx) => ended,
+        ended = read_loop(reader, owed_rx) => ended,
         _ = kill.cancelled() => Ended::Killed,
     }
 }
@@ -74,46 +76,180 @@ impl std::fmt::Debug for Ended {
     }
 }
 
+/// What the reader owes for one request line on the wire, in write order.
+pub(super) enum Owed {
+    /// One caller's request: its reply goes to it whole.
+    One(oneshot::Sender<Response>),
+    /// Several callers' `get`s sent as one multi-key `get` (memcached answers a multi-key get
+    /// with one write, but each pipelined single-key get with a write of its own): the reply's
+    /// values are handed back to each caller in key order.
+    Merged(Vec<MergedGet>),
+}
+
+/// One caller's share of a merged `get`.
+pub(super) struct MergedGet {
+    keys: Vec<Bytes>,
+    reply: oneshot::Sender<Response>,
+}
+
+/// Consecutive `get`s (or `gets`) being gathered into one request line.
+struct GetGroup {
+    with_cas: bool,
+    line: usize,
+    callers: Vec<MergedGet>,
+}
+
+/// One write's worth of requests, composed as they are taken from the queue.
+struct Batch {
+    buf: BytesMut,
+    group: Option<GetGroup>,
+}
+
+impl Batch {
+    /// Adds one job: a `get` joins the group being gathered, anything else ends it.
+    fn push(&mut self, job: Job, owed: &mpsc::UnboundedSender<Owed>) {
+        // A caller that already gave up (timed out) need not cost the backend anything.
+        if job.reply.is_closed() {
+            return;
+        }
+        match job.request {
+            Request::Get { keys, with_cas } if !keys.is_empty() => {
+                let line = keys.iter().map(|key| key.len() + 1).sum::<usize>();
+                if let Some(group) = &mut self.group {
+                    if group.with_cas == with_cas && group.line + line <= MAX_GET_LINE {
+                        group.line += line;
+                        group.callers.push(MergedGet {
+                            keys,
+                            reply: job.reply,
+                        });
+                        return;
+                    }
+                }
+                self.end_group(owed);
+                self.group = Some(GetGroup {
+                    with_cas,
+                    line: GET_LINE_OVERHEAD + line,
+                    callers: vec![MergedGet {
+                        keys,
+                        reply: job.reply,
+                    }],
+                });
+            }
+            request => {
+                self.end_group(owed);
+                if owed.send(Owed::One(job.reply)).is_ok() {
+                    request.compose(&mut self.buf);
+                }
+            }
+        }
+    }
+
+    /// Composes the gathered `get`s: one caller's as it was, several as one multi-key line.
+    fn end_group(&mut self, owed: &mpsc::UnboundedSender<Owed>) {
+        let Some(GetGroup {
+            with_cas,
+            mut callers,
+            ..
+        }) = self.group.take()
+        else {
+            return;
+        };
+        if callers.len() == 1 {
+            let MergedGet { keys, reply } = callers.pop().expect("one caller");
+            if owed.send(Owed::One(reply)).is_ok() {
+                Request::Get { keys, with_cas }.compose(&mut self.buf);
+            }
+            return;
+        }
+        self.buf
+            .extend_from_slice(if with_cas { b"gets" } else { b"get" });
+        for key in callers.iter().flat_map(|caller| &caller.keys) {
+            self.buf.extend_from_slice(b" ");
+            self.buf.extend_from_slice(key);
+        }
+        self.buf.extend_from_slice(b"\r\n");
+        let _ = owed.send(Owed::Merged(callers));
+    }
+}
+
+/// Most times the writer lets other tasks run while more jobs keep arriving, before it writes.
+const MAX_GATHER_ROUNDS: usize = 4;
+
+/// Bytes of `gets` and the line end around a `get` line's keys.
+const GET_LINE_OVERHEAD: usize = 6;
+
 async fn write_loop(
     mut writer: OwnedWriteHalf,
     jobs: &mut mpsc::Receiver<Job>,
-    inflight: mpsc::UnboundedSender<oneshot::Sender<Response>>,
+    owed: mpsc::UnboundedSender<Owed>,
 ) -> Ended {
-    let mut buf = BytesMut::with_capacity(BATCH_BYTES);
+    let mut batch = Batch {
+        buf: BytesMut::with_capacity(BATCH_BYTES),
+        group: None,
+    };
     while let Some(job) = jobs.recv().await {
-        push(&mut buf, job, &inflight);
-        while buf.len() < BATCH_BYTES {
-            match jobs.try_recv() {
-                Ok(job) => push(&mut buf, job, &inflight),
-                Err(_) => break,
+        batch.push(job, &owed);
+        // Let every other task that is ready run first (client handlers whose requests
+        // arrived in the same poll of the I/O driver), so their jobs join this write instead of
+        // each costing the proxy and the backend a syscall of its own.
+        for _ in 0..MAX_GATHER_ROUNDS {
+            tokio::task::yield_now().await;
+            let mut gathered = 0;
+            while batch.buf.len() < BATCH_BYTES {
+                match jobs.try_recv() {
+                    Ok(job) => {
+                        batch.push(job, &owed);
+                        gathered += 1;
+                    }
+                    Err(_) => break,
+                }
+            }
+            if gathered == 0 || batch.buf.len() >= BATCH_BYTES {
+                break;
             }
         }
-        if let Err(err) = writer.write_all(&buf).await {
+        batch.end_group(&owed);
+        if let Err(err) = writer.write_all(&batch.buf).await {
             return Ended::Io(err);
         }
-        buf.clear();
-        if buf.capacity() > KEEP_BUFFER {
-            buf = BytesMut::with_capacity(BATCH_BYTES);
+        batch.buf.clear();
+        if batch.buf.capacity() > KEEP_BUFFER {
+            batch.buf = BytesMut::with_capacity(BATCH_BYTES);
         }
     }
     // Every sender is gone: the store was dropped.
     Ended::Killed
 }
 
-fn push(buf: &mut BytesMut, job: Job, inflight: &mpsc::UnboundedSender<oneshot::Sender<Response>>) {
-    // A caller that already gave up (timed out) need not cost the backend anything.
-    if job.reply.is_closed() {
-        return;
+/// Hands a merged `get`'s reply back to its callers: memcached answers hits in request order
+/// and skips misses, so each caller takes the values that match its keys in turn. Any other
+/// reply (a server error) goes to every caller.
+fn split_merged(callers: Vec<MergedGet>, response: Response) -> Result<(), Ended> {
+    let Response::Values(values) = response else {
+        for caller in callers {
+            let _ = caller.reply.send(response.clone());
+        }
+        return Ok(());
+    };
+    let mut values = values.into_iter().peekable();
+    for caller in callers {
+        let mine: Vec<Value> = caller
+            .keys
+            .iter()
+            .filter_map(|key| values.next_if(|value| value.key == *key))
+            .collect();
+        let _ = caller.reply.send(Response::Values(mine));
     }
-    if inflight.send(job.reply).is_ok() {
-        job.request.compose(buf);
+    match values.next() {
+        Some(value) => Err(Ended::Protocol(format!(
+            "unrequested key {:?} in a merged get",
+            value.key
+        ))),
+        None => Ok(()),
     }
 }
 
-async fn read_loop(
-    mut reader: OwnedReadHalf,
-    mut inflight: mpsc::UnboundedReceiver<oneshot::Sender<Response>>,
-) -> Ended {
+async fn read_loop(mut reader: OwnedReadHalf, mut owed: mpsc::UnboundedReceiver<Owed>) -> Ended {
     let limits = backend_limits();
     let mut buf = BytesMut::with_capacity(BATCH_BYTES);
     loop {
@@ -122,11 +258,20 @@ async fn read_loop(
                 ResponseOutcome::Incomplete => break,
                 ResponseOutcome::Response { response, consumed } => {
                     buf.advance(consumed);
-                    let Ok(slot) = inflight.try_recv() else {
-                        return Ended::Protocol(format!("unsolicited reply {response:?}"));
-                    };
-                    // The caller may have timed out meanwhile; its reply is simply dropped.
-                    let _ = slot.send(response);
+                    match owed.try_recv() {
+                        // The caller may have timed out meanwhile; its reply is simply dropped.
+                        Ok(Owed::One(reply)) => {
+                            let _ = reply.send(response);
+                        }
+                        Ok(Owed::Merged(callers)) => {
+                            if let Err(ended) = split_merged(callers, response) {
+                                return ended;
+                            }
+                        }
+                        Err(_) => {
+                            return Ended::Protocol(format!("unsolicited reply {response:?}"))
+                        }
+                    }
                 }
                 ResponseOutcome::Invalid(reason) => return Ended::Protocol(reason),
             }

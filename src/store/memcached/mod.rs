@@ -50,7 +50,7 @@ use std::time::Duration;
 /// the cas field (memcached counts them all against `-I`).
 pub const BACKEND_ITEM_RESERVE: usize = 512;
 /// Longest backend `get` line sent: below memcached's 2048-byte threshold for long lines.
-const MAX_GET_LINE: usize = 2000;
+pub(crate) const MAX_GET_LINE: usize = 2000;
 
 /// Where and how to reach the backing memcached.
 #[derive(Debug, Clone)]

@@ -2,8 +2,11 @@
 //!
 //! Each slot's supervisor connects (with a short connect timeout), publishes the live
 //! connection's job channel in the slot, serves until the connection ends, withdraws it, and
-//! reconnects with exponential backoff. Callers pick slots round robin and take the first live
-//! one; when none is live the backend is down and the call fails at once with
+//! reconnects with exponential backoff. Callers *fill, then spill*: they take the first live
+//! connection with fewer than [`SPILL_AT`] requests in flight, so that under ordinary load every
+//! request rides the same connection and many go out in one write (and come back in one read,
+//! which is most of what a request costs memcached); only a backlog spreads over the others.
+//! When no connection is live the backend is down and the call fails at once with
 //! [`StoreError::Unavailable`] rather than waiting for a reconnect. Every call has a deadline:
 //! a call that misses it answers [`StoreError::Timeout`] and kills its connection, since a
 //! backend that stops answering one request in a FIFO pipeline answers none after it.
@@ -27,11 +30,31 @@ const MAX_BACKOFF: Duration = Duration::from_secs(1);
 /// A connection that lived at least this long was healthy: reconnect without waiting.
 const HEALTHY: Duration = Duration::from_secs(1);
 
-/// A live connection as callers see it: where to send jobs and how to kill it.
+/// Requests in flight on one connection beyond which callers move on to the next one.
+pub(super) const SPILL_AT: usize = 128;
+
+/// A live connection as callers see it: where to send jobs, how loaded it is, how to kill it.
 #[derive(Clone)]
 pub(super) struct Conn {
     jobs: mpsc::Sender<Job>,
+    in_flight: Arc<AtomicUsize>,
     kill: CancellationToken,
+}
+
+/// Counts one request in flight on a connection until dropped (answered or abandoned).
+struct InFlight(Arc<AtomicUsize>);
+
+impl InFlight {
+    fn start(counter: &Arc<AtomicUsize>) -> InFlight {
+        counter.fetch_add(1, Ordering::Relaxed);
+        InFlight(counter.clone())
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 /// One pool position: the live connection, if any.
@@ -43,7 +66,6 @@ struct Slot {
 /// The connection pool to one backend.
 pub(super) struct Pool {
     slots: Box<[Arc<Slot>]>,
-    next: AtomicUsize,
     request_timeout: Duration,
     shutdown: CancellationToken,
     /// The backend process every connection must reach, when pinned.
@@ -70,7 +92,6 @@ impl Pool {
         }
         Pool {
             slots,
-            next: AtomicUsize::new(0),
             request_timeout: config.request_timeout,
             shutdown,
             instance,
@@ -87,7 +108,8 @@ impl Pool {
         self.slots.iter().any(|slot| slot.live.read().is_some())
     }
 
-    /// A live connection, round robin; `Unavailable` when the backend is down.
+    /// The first live connection with room below [`SPILL_AT`], else the least loaded live
+    /// one; `Unavailable` when the backend is down.
     pub(super) fn pick(&self) -> StoreResult<Conn> {
         if self
             .instance
@@ -96,16 +118,21 @@ impl Pool {
         {
             return Err(StoreError::Replaced);
         }
-        let start = self.next.fetch_add(1, Ordering::Relaxed);
-        for i in 0..self.slots.len() {
-            let slot = &self.slots[(start + i) % self.slots.len()];
-            if let Some(conn) = slot.live.read().as_ref() {
-                if !conn.jobs.is_closed() {
-                    return Ok(conn.clone());
-                }
+        let mut least: Option<(usize, Conn)> = None;
+        for slot in self.slots.iter() {
+            let live = slot.live.read();
+            let Some(conn) = live.as_ref().filter(|conn| !conn.jobs.is_closed()) else {
+                continue;
+            };
+            let load = conn.in_flight.load(Ordering::Relaxed);
+            if load < SPILL_AT {
+                return Ok(conn.clone());
+            }
+            if !least.as_ref().is_some_and(|(fewest, _)| *fewest <= load) {
+                least = Some((load, conn.clone()));
             }
         }
-        Err(StoreError::Unavailable)
+        least.map(|(_, conn)| conn).ok_or(StoreError::Unavailable)
     }
 
     /// The deadline for a call starting now.
@@ -148,6 +175,7 @@ pub(super) struct Pending {
     reply: oneshot::Receiver<Response>,
     deadline: Instant,
     kill: CancellationToken,
+    _in_flight: InFlight,
 }
 
 impl Conn {
@@ -155,11 +183,13 @@ impl Conn {
     pub(super) async fn submit(&self, request: Request, deadline: Instant) -> StoreResult<Pending> {
         let (tx, rx) = oneshot::channel();
         let job = Job { request, reply: tx };
+        let in_flight = InFlight::start(&self.in_flight);
         match tokio::time::timeout_at(deadline, self.jobs.send(job)).await {
             Ok(Ok(())) => Ok(Pending {
                 reply: rx,
                 deadline,
                 kill: self.kill.clone(),
+                _in_flight: in_flight,
             }),
             Ok(Err(_)) => Err(StoreError::Unavailable),
             Err(_) => {
@@ -209,6 +239,7 @@ async fn supervise(
                 let kill = shutdown.child_token();
                 *slot.live.write() = Some(Conn {
                     jobs: jobs_tx,
+                    in_flight: Arc::new(AtomicUsize::new(0)),
                     kill: kill.clone(),
                 });
                 let ended = serve(stream, &mut jobs, &kill).await;
