@@ -2,12 +2,24 @@
 //!
 //! ```text
 //! data_dir/peer-N/vote      the last vote (postcard), replaced atomically: tmp + fsync + rename
-//! data_dir/peer-N/log       append-only records: u32 length (LE) + postcard(Record)
+//! data_dir/peer-N/log       "MCLOG\0\0\x02", then records: u32 length (LE) + u32 crc32 (LE)
+//!                           + postcard(Record), then zeros to the end of the file
 //! ```
 //! A record appends entries, truncates from an index or purges up to a log id; replaying the
-//! records rebuilds the log. A torn last record (a crash mid-write) is ignored: its entries were
-//! never acknowledged, since openraft is told an append is durable only after the fsync. When
-//! dead records outweigh live entries the file is rewritten (tmp + fsync + rename).
+//! records rebuilds the log. Replay stops at the first zero length (the preallocated tail) or at
+//! a record whose length, checksum or encoding is wrong: a torn last record (a crash mid-write)
+//! whose entries were never acknowledged, since openraft is told an append is durable only
+//! after the fsync. A torn record's bytes are zeroed at open, so they cannot be mistaken for
+//! records later. When dead records outweigh live entries the file is rewritten (tmp + fsync +
+//! rename). A log in the older format (no header, no checksums) is rewritten in this one when
+//! it is opened.
+//!
+//! **Preallocation.** The file is grown ahead of the records by writing zeros (in steps of half
+//! its size, 1 to 64 MiB) and fsyncing once; records then overwrite blocks that already exist,
+//! so the `fdatasync` that makes a group durable flushes data only. Appending instead would
+//! change the file's size on every group, and each such `fdatasync` would also commit the
+//! filesystem's journal (ext4), which all peers on one disk wait on in turn: on this machine
+//! three peers' fdatasyncs took about 1.1 ms appending and 0.55 ms overwriting.
 //!
 //! **Group commit.** The file belongs to one writer thread. `append` updates the in-memory log
 //! at once and queues its record; the thread writes every record queued meanwhile with one
@@ -24,8 +36,9 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::fmt::Debug;
 use std::fs::{File, OpenOptions};
-use std::io::{Read, Write};
+use std::io::Write;
 use std::ops::RangeBounds;
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::{mpsc, Arc};
 use tokio::sync::oneshot;
@@ -77,12 +90,130 @@ fn io_err(e: impl std::error::Error + 'static) -> StorageError<NodeId> {
     StorageIOError::write_logs(openraft::AnyError::new(&e)).into()
 }
 
+/// The first bytes of a log file in this format.
+const MAGIC: &[u8; 8] = b"MCLOG\0\0\x02";
+/// Length and checksum ahead of each record's body.
+const FRAME_HEADER: usize = 8;
+/// Smallest and largest step by which the file is preallocated.
+const MIN_GROWTH: u64 = 1 << 20;
+const MAX_GROWTH: u64 = 64 << 20;
+/// Zeros written per call while preallocating.
+const ZERO_BLOCK: usize = 1 << 20;
+
 fn encode(record: &Record) -> std::io::Result<Vec<u8>> {
-    let body = postcard::to_allocvec(record).map_err(std::io::Error::other)?;
-    let mut buf = Vec::with_capacity(body.len() + 4);
-    buf.extend_from_slice(&(body.len() as u32).to_le_bytes());
-    buf.extend_from_slice(&body);
+    let mut buf = vec![0u8; FRAME_HEADER];
+    let mut buf =
+        postcard::to_extend(record, std::mem::take(&mut buf)).map_err(std::io::Error::other)?;
+    let body_len = buf.len() - FRAME_HEADER;
+    let len = u32::try_from(body_len).map_err(|_| std::io::Error::other("record too large"))?;
+    let crc = crc32fast::hash(&buf[FRAME_HEADER..]);
+    buf[..4].copy_from_slice(&len.to_le_bytes());
+    buf[4..FRAME_HEADER].copy_from_slice(&crc.to_le_bytes());
     Ok(buf)
+}
+
+/// Replays the records at the start of `bytes` (this format when `checked`, else the older
+/// one: length and body only) and returns how many bytes they span and how many there were.
+fn replay_all(
+    bytes: &[u8],
+    checked: bool,
+    entries: &mut BTreeMap<u64, Entry>,
+    purged: &mut Option<LogId<NodeId>>,
+) -> (usize, usize) {
+    let header = if checked { FRAME_HEADER } else { 4 };
+    let (mut at, mut records) = (0, 0);
+    while at + header <= bytes.len() {
+        let len = u32::from_le_bytes(bytes[at..at + 4].try_into().expect("4 bytes")) as usize;
+        if checked && len == 0 {
+            break;
+        }
+        let Some(body) = bytes.get(at + header..at + header + len) else {
+            break;
+        };
+        if checked {
+            let crc = u32::from_le_bytes(bytes[at + 4..at + 8].try_into().expect("4 bytes"));
+            if crc32fast::hash(body) != crc {
+                break;
+            }
+        }
+        let Ok(record) = postcard::from_bytes::<Record>(body) else {
+            break;
+        };
+        replay(entries, purged, record);
+        records += 1;
+        at += header + len;
+    }
+    (at, records)
+}
+
+/// The open log file: where the records end and how far the file is preallocated.
+struct LogFile {
+    file: File,
+    /// Offset just past the last record.
+    end: u64,
+    /// The file's length: zeros from `end` to here.
+    allocated: u64,
+}
+
+impl LogFile {
+    /// Writes a new log file holding `records` (already encoded) in place of the current one:
+    /// a temporary file, preallocated, fsynced, then renamed over `log`.
+    fn create(dir: &Path, records: &[Vec<u8>]) -> std::io::Result<LogFile> {
+        let tmp = dir.join("log.tmp");
+        let mut file = File::create(&tmp)?;
+        file.write_all(MAGIC)?;
+        for record in records {
+            file.write_all(record)?;
+        }
+        let end = MAGIC.len() as u64 + records.iter().map(|r| r.len() as u64).sum::<u64>();
+        let mut log = LogFile {
+            file,
+            end,
+            allocated: end,
+        };
+        log.zero_fill(end + log.growth())?;
+        log.file.sync_all()?;
+        std::fs::rename(&tmp, dir.join("log"))?;
+        sync_dir(dir)?;
+        Ok(log)
+    }
+
+    /// How far ahead of the records the file is grown at a time.
+    fn growth(&self) -> u64 {
+        (self.allocated / 2).clamp(MIN_GROWTH, MAX_GROWTH)
+    }
+
+    /// Extends the file with zeros up to `len` (no fsync).
+    fn zero_fill(&mut self, len: u64) -> std::io::Result<()> {
+        let zeros = vec![0u8; ZERO_BLOCK];
+        while self.allocated < len {
+            let n = (len - self.allocated).min(ZERO_BLOCK as u64) as usize;
+            self.file.write_all_at(&zeros[..n], self.allocated)?;
+            self.allocated += n as u64;
+        }
+        Ok(())
+    }
+
+    /// Preallocates at least `needed` bytes past the records, durably.
+    fn reserve(&mut self, needed: u64) -> std::io::Result<()> {
+        if self.end + needed <= self.allocated {
+            return Ok(());
+        }
+        let target = self.end + needed + self.growth();
+        self.zero_fill(target)?;
+        self.file.sync_all()
+    }
+
+    /// Writes `bytes` after the last record; with `sync`, durably.
+    fn append(&mut self, bytes: &[u8], sync: bool) -> std::io::Result<()> {
+        self.reserve(bytes.len() as u64)?;
+        self.file.write_all_at(bytes, self.end)?;
+        if sync {
+            self.file.sync_data()?;
+        }
+        self.end += bytes.len() as u64;
+        Ok(())
+    }
 }
 
 impl LogStore {
@@ -108,35 +239,7 @@ impl LogStore {
         });
         let mut entries = BTreeMap::new();
         let mut purged = None;
-        let mut records = 0;
-        let path = dir.join("log");
-        if let Ok(mut file) = File::open(&path) {
-            let mut bytes = Vec::new();
-            file.read_to_end(&mut bytes)?;
-            let mut at = 0;
-            while at + 4 <= bytes.len() {
-                let len = u32::from_le_bytes(bytes[at..at + 4].try_into().unwrap()) as usize;
-                let Some(body) = bytes.get(at + 4..at + 4 + len) else {
-                    break;
-                };
-                let Ok(record) = postcard::from_bytes::<Record>(body) else {
-                    break;
-                };
-                replay(&mut entries, &mut purged, record);
-                records += 1;
-                at += 4 + len;
-            }
-            if at < bytes.len() {
-                tracing::warn!(
-                    bytes = bytes.len() - at,
-                    "ignoring a torn record at the log's end"
-                );
-                let file = OpenOptions::new().write(true).open(&path)?;
-                file.set_len(at as u64)?;
-                file.sync_all()?;
-            }
-        }
-        let file = OpenOptions::new().create(true).append(true).open(&path)?;
+        let (log, records) = open_log(dir, &mut entries, &mut purged)?;
         let (jobs, queue) = mpsc::channel();
         let shared = Arc::new(Shared {
             inner: Mutex::new(Inner {
@@ -152,7 +255,7 @@ impl LogStore {
             shared: Arc::downgrade(&shared),
             dir: dir.to_path_buf(),
             fsync,
-            file,
+            log,
             records,
         };
         std::thread::Builder::new()
@@ -181,6 +284,68 @@ impl LogStore {
     }
 }
 
+/// Opens `dir/log` (creating, upgrading or repairing it as needed), replays its records into
+/// `entries` and `purged`, and returns the file ready for appends with its record count.
+fn open_log(
+    dir: &Path,
+    entries: &mut BTreeMap<u64, Entry>,
+    purged: &mut Option<LogId<NodeId>>,
+) -> std::io::Result<(LogFile, usize)> {
+    let path = dir.join("log");
+    let bytes = match std::fs::read(&path) {
+        Ok(bytes) => bytes,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+        Err(e) => return Err(e),
+    };
+    if bytes.is_empty() {
+        return Ok((LogFile::create(dir, &[])?, 0));
+    }
+    let Some(body) = bytes.strip_prefix(MAGIC.as_slice()) else {
+        // The older format: replay it, then rewrite what it holds in this one.
+        let (_, records) = replay_all(&bytes, false, entries, purged);
+        tracing::info!(records, "rewriting the log in the current format");
+        let live = live_records(*purged, entries.values())?;
+        return Ok((LogFile::create(dir, &live)?, live.len()));
+    };
+    let (spanned, records) = replay_all(body, true, entries, purged);
+    let end = MAGIC.len() + spanned;
+    let file = OpenOptions::new().read(true).write(true).open(&path)?;
+    if let Some(last) = bytes[end..].iter().rposition(|&b| b != 0) {
+        tracing::warn!(
+            bytes = last + 1,
+            "ignoring a torn record at the log's end (zeroing it)"
+        );
+        file.write_all_at(&vec![0u8; last + 1], end as u64)?;
+        file.sync_data()?;
+    }
+    let log = LogFile {
+        file,
+        end: end as u64,
+        allocated: bytes.len() as u64,
+    };
+    Ok((log, records))
+}
+
+/// The records that rebuild the live log: the purge point, then the entries after it.
+fn live_records<'a>(
+    purged: Option<LogId<NodeId>>,
+    entries: impl Iterator<Item = &'a Entry>,
+) -> std::io::Result<Vec<Vec<u8>>> {
+    let mut records = Vec::new();
+    if let Some(purged) = purged {
+        records.push(encode(&Record::Purge(purged))?);
+    }
+    let after = purged.map_or(0, |p| p.index + 1);
+    let live: Vec<Entry> = entries
+        .filter(|e| e.log_id.index >= after)
+        .cloned()
+        .collect();
+    for chunk in live.chunks(256) {
+        records.push(encode(&Record::Append(chunk.to_vec()))?);
+    }
+    Ok(records)
+}
+
 fn replay(entries: &mut BTreeMap<u64, Entry>, purged: &mut Option<LogId<NodeId>>, record: Record) {
     match record {
         Record::Append(list) => {
@@ -203,7 +368,7 @@ struct Writer {
     shared: std::sync::Weak<Shared>,
     dir: PathBuf,
     fsync: bool,
-    file: File,
+    log: LogFile,
     records: usize,
 }
 
@@ -223,10 +388,7 @@ impl Writer {
             for job in &group {
                 out.extend_from_slice(&job.bytes);
             }
-            let mut result = self.file.write_all(&out);
-            if result.is_ok() && self.fsync {
-                result = self.file.sync_data();
-            }
+            let mut result = self.log.append(&out, self.fsync);
             self.records += group.len();
             let compact = group.iter().any(|job| job.compact);
             if result.is_ok() && compact {
@@ -242,6 +404,13 @@ impl Writer {
                     Waiter::Call(done) => {
                         let _ = done.send(copy);
                     }
+                }
+            }
+            // Grow the file now, between groups, rather than in the middle of the next one.
+            let growth = self.log.growth();
+            if self.log.allocated - self.log.end < growth / 2 {
+                if let Err(err) = self.log.reserve(growth) {
+                    tracing::warn!(%err, "could not preallocate the log");
                 }
             }
         }
@@ -268,25 +437,9 @@ impl Writer {
                 .collect();
             (inner.purged, all)
         };
-        let tmp = self.dir.join("log.tmp");
-        let mut file = File::create(&tmp)?;
-        let mut records = 0;
-        let mut push = |record: &Record| -> std::io::Result<()> {
-            file.write_all(&encode(record)?)?;
-            records += 1;
-            Ok(())
-        };
-        if let Some(purged) = purged {
-            push(&Record::Purge(purged))?;
-        }
-        for chunk in all.chunks(256) {
-            push(&Record::Append(chunk.to_vec()))?;
-        }
-        file.sync_all()?;
-        std::fs::rename(&tmp, self.dir.join("log"))?;
-        sync_dir(&self.dir)?;
-        self.file = OpenOptions::new().append(true).open(self.dir.join("log"))?;
-        self.records = records;
+        let live = live_records(purged, all.iter())?;
+        self.log = LogFile::create(&self.dir, &live)?;
+        self.records = live.len();
         Ok(())
     }
 }
@@ -413,5 +566,124 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         wait.await
             .map_err(|_| io_err(std::io::Error::other("log writer stopped")))?
             .map_err(io_err)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use openraft::{CommittedLeaderId, EntryPayload};
+
+    fn entry(index: u64) -> Entry {
+        Entry {
+            log_id: LogId::new(CommittedLeaderId::new(1, 0), index),
+            payload: EntryPayload::Blank,
+        }
+    }
+
+    fn append(indexes: std::ops::Range<u64>) -> Vec<u8> {
+        encode(&Record::Append(indexes.map(entry).collect())).expect("encode")
+    }
+
+    /// Replays `dir`'s log: the indexes it holds and the purge point.
+    fn reopen(dir: &Path) -> (LogFile, Vec<u64>, Option<LogId<NodeId>>) {
+        let (mut entries, mut purged) = (BTreeMap::new(), None);
+        let (log, _) = open_log(dir, &mut entries, &mut purged).expect("open");
+        (log, entries.into_keys().collect(), purged)
+    }
+
+    #[test]
+    fn records_survive_a_reopen_and_the_file_is_preallocated() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut log, indexes, _) = reopen(dir.path());
+        assert!(indexes.is_empty());
+        assert!(log.allocated >= MIN_GROWTH, "a new log is preallocated");
+        log.append(&append(1..4), true).unwrap();
+        log.append(&encode(&Record::Truncate(3)).unwrap(), true)
+            .unwrap();
+        log.append(&append(3..6), true).unwrap();
+        let purge = LogId::new(CommittedLeaderId::new(1, 0), 1);
+        log.append(&encode(&Record::Purge(purge)).unwrap(), true)
+            .unwrap();
+        let len = std::fs::metadata(dir.path().join("log")).unwrap().len();
+        assert_eq!(len, log.allocated, "records overwrite preallocated zeros");
+        drop(log);
+        let (log, indexes, purged) = reopen(dir.path());
+        assert_eq!(indexes, vec![2, 3, 4, 5]);
+        assert_eq!(purged, Some(purge));
+        assert!(log.end < log.allocated);
+    }
+
+    #[test]
+    fn the_file_grows_ahead_of_many_records() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut log, _, _) = reopen(dir.path());
+        let mut next = 1;
+        while log.end < 3 * MIN_GROWTH {
+            log.append(&append(next..next + 200), false).unwrap();
+            next += 200;
+        }
+        assert!(log.allocated > log.end);
+        drop(log);
+        let (_, indexes, _) = reopen(dir.path());
+        assert_eq!(indexes, (1..next).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn a_torn_record_is_ignored_zeroed_and_overwritten() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut log, _, _) = reopen(dir.path());
+        log.append(&append(1..3), true).unwrap();
+        // A crash in the middle of the next record: only its first half reached the disk.
+        let torn = append(3..50);
+        log.file
+            .write_all_at(&torn[..torn.len() / 2], log.end)
+            .unwrap();
+        drop(log);
+        let (mut log, indexes, _) = reopen(dir.path());
+        assert_eq!(indexes, vec![1, 2]);
+        let bytes = std::fs::read(dir.path().join("log")).unwrap();
+        assert!(
+            bytes[log.end as usize..].iter().all(|&b| b == 0),
+            "the torn bytes are zeroed"
+        );
+        log.append(&append(3..4), true).unwrap();
+        drop(log);
+        assert_eq!(reopen(dir.path()).1, vec![1, 2, 3]);
+    }
+
+    #[test]
+    fn a_record_with_a_bad_checksum_ends_the_log() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut log, _, _) = reopen(dir.path());
+        log.append(&append(1..2), true).unwrap();
+        let mut bad = append(2..3);
+        let last = bad.len() - 1;
+        bad[last] ^= 0xFF;
+        log.append(&bad, true).unwrap();
+        drop(log);
+        assert_eq!(reopen(dir.path()).1, vec![1]);
+    }
+
+    #[test]
+    fn a_log_in_the_older_format_is_rewritten_in_this_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut old = Vec::new();
+        for record in [
+            Record::Append((1..4).map(entry).collect()),
+            Record::Purge(LogId::new(CommittedLeaderId::new(1, 0), 1)),
+        ] {
+            let body = postcard::to_allocvec(&record).unwrap();
+            old.extend_from_slice(&(body.len() as u32).to_le_bytes());
+            old.extend_from_slice(&body);
+        }
+        std::fs::write(dir.path().join("log"), &old).unwrap();
+        let (_, indexes, purged) = reopen(dir.path());
+        assert_eq!(indexes, vec![2, 3]);
+        assert_eq!(purged.map(|p| p.index), Some(1));
+        let bytes = std::fs::read(dir.path().join("log")).unwrap();
+        assert!(bytes.starts_with(MAGIC));
+        let (_, again, _) = reopen(dir.path());
+        assert_eq!(again, vec![2, 3]);
     }
 }
