@@ -23,7 +23,9 @@
 # Settings (environment): DURATION (s per point, 5), WARMUP (s, 1), ROUNDS (1), CONNS (32),
 # KEYS (10000), OUT (BENCHMARKS.md), MEMCORD (binary; default: build target/release/memcord),
 # MEMCACHED (memcached binary), NO_MEMCASLAP=1 to skip memcaslap, SWEEP (connection counts,
-# "1 4 16 32 64"), SWEEP_DURATION (s per sweep point, 2).
+# "1 4 16 32 64"; its 1-connection point gives the added-latency table), SWEEP_DURATION (s per
+# sweep point, 2), IDLE_CONNS (idle connections held by memcached and by a memory peer, 10000;
+# 0 skips that step).
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -93,14 +95,14 @@ free_port() {
     die "no free port found"
 }
 
-# start_memcached NAME -> prints the port
+# start_memcached NAME [MAX_CONNECTIONS] -> prints the port
 start_memcached() {
-    local name=$1 port attempt
+    local name=$1 max_conns=${2:-4096} port attempt
     local user=()
     [[ $(id -u) -eq 0 ]] && user=(-u root)
     for attempt in 1 2 3 4 5; do
         port=$(free_port)
-        "${SERVER_PIN[@]}" "$MEMCACHED" -l 127.0.0.1 -U 0 -p "$port" -t 1 -m 1024 -c 4096 \
+        "${SERVER_PIN[@]}" "$MEMCACHED" -l 127.0.0.1 -U 0 -p "$port" -t 1 -m 1024 -c "$max_conns" \
             "${user[@]}" >"$RUN/$name.log" 2>&1 &
         echo $! >>"$PIDFILE"
         local i
@@ -263,7 +265,30 @@ done
 "$MEMCORD" bench --plot "$SWEEP_RESULTS" --plot-out "$PLOT" \
     --plot-title "get90, 1 KiB values: ops/s against client connections (servers on one core)" >&2
 
-export RESULTS OUT COMMAND_LINE PINNING IDLE_RSS_KB MEMCASLAP_NOTE SWEEP_RESULTS PLOT
+# Idle connections: IDLE_CONNS silent clients held by memcached and by one memory peer, each
+# started for this step with room for them; RSS before, while held and after.
+IDLE_CONNS=${IDLE_CONNS:-10000}
+IDLE_RESULTS="$RUN/idle.jsonl"
+: >"$IDLE_RESULTS"
+if [[ "$IDLE_CONNS" -gt 0 ]]; then
+    IDLE_MC_PORT=$(start_memcached idle-memcached $((IDLE_CONNS + 100)))
+    IDLE_MC_PID=$(tail -1 "$PIDFILE")
+    IDLE_PEER_ADDR=$(start_peer idle-peer --port 0 --kv-type memory \
+        --max-connections $((IDLE_CONNS + 100)))
+    for entry in "memcached|$IDLE_MC_PID|127.0.0.1:$IDLE_MC_PORT" \
+        "memcord-memory|$(cat "$RUN/idle-peer.pid")|$IDLE_PEER_ADDR"; do
+        IFS='|' read -r name pid addr <<<"$entry"
+        echo "bench.sh: $IDLE_CONNS idle connections -> $name" >&2
+        if json=$(timeout 300 python3 scripts/idle-connections.py "${addr%:*}" "${addr##*:}" \
+            "$IDLE_CONNS" "$pid" 2>"$RUN/idle.err"); then
+            echo "{\"name\":\"$name\",${json#\{}" >>"$IDLE_RESULTS"
+        else
+            echo "bench.sh: idle connections -> $name failed: $(cat "$RUN/idle.err")" >&2
+        fi
+    done
+fi
+
+export RESULTS OUT COMMAND_LINE PINNING IDLE_RSS_KB MEMCASLAP_NOTE SWEEP_RESULTS PLOT IDLE_RESULTS
 export MEMCACHED_VERSION=$("$MEMCACHED" -V 2>/dev/null || echo "?")
 python3 - <<'EOF'
 import json, os, platform, statistics, subprocess, datetime
@@ -370,6 +395,36 @@ if sweep:
             cells.append(f"{statistics.median(ops):,.0f}" if ops else "–")
         if any(cell != "–" for cell in cells):
             w(f"| {labels[n]} | " + " | ".join(cells) + " |")
+    w("")
+one = sorted((p for p in sweep if p["connections"] == 1), key=lambda p: names.index(p["name"]))
+base = next((p for p in one if p["name"] == "memcached"), None)
+if base:
+    w("## Added latency at one connection (get90)")
+    w("")
+    w("One client connection, pipeline 1, 90% gets (the sweep's first point): what each target "
+      "adds to a request over memcached itself, with no queueing.")
+    w("")
+    w("| target | p50 µs | p99 µs | added p50 ms | added p99 ms |")
+    w("| --- | ---: | ---: | ---: | ---: |")
+    for p in one:
+        w(f"| {labels[p['name']]} | {p['p50_us']:.0f} | {p['p99_us']:.0f} "
+          f"| {(p['p50_us'] - base['p50_us']) / 1000:+.3f} "
+          f"| {(p['p99_us'] - base['p99_us']) / 1000:+.3f} |")
+    w("")
+idle = [json.loads(line) for line in open(os.environ["IDLE_RESULTS"]) if line.strip()]
+if idle:
+    w(f"## {idle[0]['connections']:,} idle client connections")
+    w("")
+    w("Each connection sends one `version`, reads the answer and stays open and silent "
+      "(`scripts/idle-connections.py`); a fresh connection is served while they are held. "
+      "RSS of the server process, KiB (memory freed by `malloc` is not returned to the system, "
+      "so *after* stays near *held*).")
+    w("")
+    w("| server | RSS before | RSS held | KiB per connection | RSS after closing |")
+    w("| --- | ---: | ---: | ---: | ---: |")
+    for r in idle:
+        w(f"| {labels[r['name']]} | {r['rss_before_kib']:,} | {r['rss_held_kib']:,} "
+          f"| {r['kib_per_connection']:.2f} | {r['rss_after_kib']:,} |")
     w("")
 marker = "<!-- hand-written below: kept by scripts/bench.sh -->"
 kept = ""

@@ -168,8 +168,24 @@ fn run(command: Command) -> Result<()> {
     }
 }
 
+/// File descriptors a peer needs beyond its client connections: peer links, backend
+/// connections, the log, listeners.
+const FD_HEADROOM: u64 = 256;
+
 async fn run_peer(config: PeerConfig) -> Result<()> {
     let shutdown = shutdown_signal()?;
+    // As memcached does for `-c`: raise the open-file limit to what max_connections needs (up
+    // to the hard limit), so the connection cap, not EMFILE, is what turns clients away.
+    let wanted = config.server.max_connections as u64 + FD_HEADROOM;
+    match rlimit::increase_nofile_limit(wanted) {
+        Ok(got) if got < wanted => tracing::warn!(
+            max_connections = config.server.max_connections,
+            open_files = got,
+            "the open-file limit is below what max_connections needs; raise `ulimit -n`"
+        ),
+        Ok(_) => {}
+        Err(err) => tracing::warn!(%err, "could not raise the open-file limit"),
+    }
     let peer = BoundPeer::bind(config).await?;
     let line = peer.ready_line();
     tracing::info!("{line}");

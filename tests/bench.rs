@@ -155,3 +155,62 @@ fn bench_refuses_an_unreachable_target() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("cannot connect"), "{stderr}");
 }
+
+/// `scripts/bench.sh`, shrunk to seconds, starts every target (memcached, one peer with each
+/// store, the three 3-peer clusters), drives them and writes every section of its report.
+#[test]
+fn bench_script_writes_every_section_of_its_report() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = dir.path().join("BENCH.md");
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/bench.sh");
+    let mut child = Command::new("bash")
+        .arg(&script)
+        .env("MEMCORD", memcord_bin())
+        .env("MEMCACHED", common::memcached::memcached_binary())
+        .env("OUT", &out)
+        .env("DURATION", "1")
+        .env("WARMUP", "0")
+        .env("CONNS", "4")
+        .env("KEYS", "200")
+        .env("SWEEP", "1 4")
+        .env("SWEEP_DURATION", "1")
+        .env("IDLE_CONNS", "300")
+        .env("NO_MEMCASLAP", "1")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawning scripts/bench.sh");
+    let until = Instant::now() + Duration::from_secs(600);
+    while child.try_wait().expect("try_wait").is_none() {
+        if Instant::now() >= until {
+            let _ = child.kill();
+            panic!("scripts/bench.sh ran past its deadline");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let output = child.wait_with_output().expect("bench.sh output");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "bench.sh failed:\n{stderr}");
+    assert!(
+        !stderr.contains(" failed: "),
+        "a bench point failed:\n{stderr}"
+    );
+    let report = std::fs::read_to_string(&out).expect("the report");
+    for section in [
+        "## `memcord bench`: get100",
+        "## `memcord bench`: set100",
+        "## Throughput against connections (get90)",
+        "## Added latency at one connection (get90)",
+        "## 300 idle client connections",
+        "| memcord peer → memcached |",
+        "| 3-peer linearizable cluster (round-robin) |",
+        "| 3-peer sequential cluster (round-robin) |",
+    ] {
+        assert!(report.contains(section), "no {section:?} in:\n{report}");
+    }
+    assert!(
+        dir.path().join("bench-throughput.svg").exists(),
+        "the chart is written next to the report"
+    );
+}
