@@ -15,8 +15,9 @@
 //! it is opened.
 //!
 //! **Preallocation.** The file is grown ahead of the records by writing zeros (in steps of half
-//! its size, 1 to 64 MiB) and fsyncing once; records then overwrite blocks that already exist,
-//! so the `fdatasync` that makes a group durable flushes data only. Appending instead would
+//! its size, 1 to 8 MiB, so one step holds the writer up for milliseconds) and fsyncing once;
+//! records then overwrite blocks that already exist, so the `fdatasync` that makes a group
+//! durable flushes data only. Appending instead would
 //! change the file's size on every group, and each such `fdatasync` would also commit the
 //! filesystem's journal (ext4), which all peers on one disk wait on in turn: on this machine
 //! three peers' fdatasyncs took about 1.1 ms appending and 0.55 ms overwriting.
@@ -96,7 +97,7 @@ const MAGIC: &[u8; 8] = b"MCLOG\0\0\x02";
 const FRAME_HEADER: usize = 8;
 /// Smallest and largest step by which the file is preallocated.
 const MIN_GROWTH: u64 = 1 << 20;
-const MAX_GROWTH: u64 = 64 << 20;
+const MAX_GROWTH: u64 = 8 << 20;
 /// Zeros written per call while preallocating.
 const ZERO_BLOCK: usize = 1 << 20;
 

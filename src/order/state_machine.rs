@@ -295,12 +295,17 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
             Err(crate::store::StoreError::Unsupported("built twice".into())),
         )
         .map_err(snap_err)?;
-        let data = postcard::to_allocvec(&image).map_err(snap_err)?;
-        let stored = StoredSnapshot {
-            meta: self.meta.clone(),
-            data,
-        };
-        persist(&self.dir, &stored)?;
+        // Encoding and writing a large store takes long: off the runtime's threads (a pinned
+        // peer has one), so clients and Raft are served meanwhile.
+        let (meta, dir) = (self.meta.clone(), self.dir.clone());
+        let stored = tokio::task::spawn_blocking(move || {
+            let data = postcard::to_allocvec(&image).map_err(snap_err)?;
+            let stored = StoredSnapshot { meta, data };
+            persist(&dir, &stored)?;
+            Ok::<_, StorageError<NodeId>>(stored)
+        })
+        .await
+        .map_err(snap_err)??;
         *self.slot.lock() = Some(stored.clone());
         Ok(Snapshot {
             meta: stored.meta,
