@@ -298,6 +298,7 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
         // Encoding and writing a large store takes long: off the runtime's threads (a pinned
         // peer has one), so clients and Raft are served meanwhile.
         let (meta, dir) = (self.meta.clone(), self.dir.clone());
+        #[allow(clippy::result_large_err)] // openraft's error type, as its traits require
         let stored = tokio::task::spawn_blocking(move || {
             let data = postcard::to_allocvec(&image).map_err(snap_err)?;
             let stored = StoredSnapshot { meta, data };
