@@ -24,8 +24,8 @@ def rss_kib(pid):
     raise RuntimeError("no VmRSS")
 
 
-def version(sock):
-    sock.sendall(b"version\r\n")
+def expect_version(sock):
+    """Reads one reply line from `sock` and checks that it is `VERSION …`."""
     reply = b""
     while not reply.endswith(b"\r\n"):
         chunk = sock.recv(128)
@@ -50,16 +50,12 @@ def main():
             socks.append(sock)
             sock.sendall(b"version\r\n")
         for sock in socks:
-            reply = b""
-            while not reply.endswith(b"\r\n"):
-                chunk = sock.recv(128)
-                if not chunk:
-                    raise RuntimeError("connection closed while held")
-                reply += chunk
+            expect_version(sock)
         time.sleep(0.5)
         held = rss_kib(pid)
         with socket.create_connection((host, port), timeout=10) as fresh:
-            version(fresh)
+            fresh.sendall(b"version\r\n")
+            expect_version(fresh)
     finally:
         for sock in socks:
             sock.close()

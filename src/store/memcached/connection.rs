@@ -161,14 +161,13 @@ impl Batch {
             }
             return;
         }
-        self.buf
-            .extend_from_slice(if with_cas { b"gets" } else { b"get" });
-        for key in callers.iter().flat_map(|caller| &caller.keys) {
-            self.buf.extend_from_slice(b" ");
-            self.buf.extend_from_slice(key);
+        let keys = callers
+            .iter()
+            .flat_map(|caller| caller.keys.iter().cloned())
+            .collect();
+        if owed.send(Owed::Merged(callers)).is_ok() {
+            Request::Get { keys, with_cas }.compose(&mut self.buf);
         }
-        self.buf.extend_from_slice(b"\r\n");
-        let _ = owed.send(Owed::Merged(callers));
     }
 }
 
