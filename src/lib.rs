@@ -10,6 +10,7 @@ pub mod client;
 pub mod clock;
 pub mod cluster;
 pub mod config;
+pub mod gather;
 pub mod launch;
 pub mod modes;
 pub mod order;

@@ -10,6 +10,7 @@
 //! caller still waiting learns at once that its request failed.
 
 use super::MAX_GET_LINE;
+use crate::gather::gather;
 use crate::protocol::{parse_response, Limits, Request, Response, ResponseOutcome, Value};
 use bytes::{Buf, Bytes, BytesMut};
 use std::io;
@@ -188,24 +189,14 @@ async fn write_loop(
     };
     while let Some(job) = jobs.recv().await {
         batch.push(job, &owed);
-        // Let every other task that is ready run first (client handlers whose requests
-        // arrived in the same poll of the I/O driver), so their jobs join this write instead of
-        // each costing the proxy and the backend a syscall of its own.
-        for _ in 0..MAX_GATHER_ROUNDS {
-            tokio::task::yield_now().await;
-            let mut gathered = 0;
-            while batch.buf.len() < BATCH_BYTES {
-                match jobs.try_recv() {
-                    Ok(job) => {
-                        batch.push(job, &owed);
-                        gathered += 1;
-                    }
-                    Err(_) => break,
-                }
-            }
-            if gathered == 0 || batch.buf.len() >= BATCH_BYTES {
-                break;
-            }
+        // Jobs of client handlers woken in the same poll join this write instead of each
+        // costing the proxy and the backend a syscall of its own.
+        if batch.buf.len() < BATCH_BYTES {
+            gather(jobs, MAX_GATHER_ROUNDS, |job| {
+                batch.push(job, &owed);
+                batch.buf.len() < BATCH_BYTES
+            })
+            .await;
         }
         batch.end_group(&owed);
         if let Err(err) = writer.write_all(&batch.buf).await {
