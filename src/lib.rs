@@ -17,4 +17,5 @@ pub mod order;
 pub mod protocol;
 pub mod replicated;
 pub mod server;
+pub mod socket;
 pub mod store;

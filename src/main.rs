@@ -7,6 +7,12 @@ use memcord::server::peer::BoundPeer;
 use std::io::Write;
 use std::path::PathBuf;
 
+/// mimalloc instead of glibc's malloc: the request path allocates and frees small buffers
+/// (keys, values, reply slots) on every request; glibc's bins and consolidation cost about 5%
+/// of a proxying peer's CPU, mimalloc's thread-local free lists a fraction of that.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// A memcache-protocol-compatible consistency proxy cluster.
 #[derive(Debug, Parser)]
 #[command(name = "memcord", version, about)]

@@ -14,6 +14,7 @@ use super::stats::{ConnCounters, Tally};
 use super::Shared;
 use crate::modes::{Coordinator, Session};
 use crate::protocol::{parse_request, AfterError, ParseOutcome, Request, Response, VERSION};
+use crate::socket::read_draining;
 use bytes::{Buf, BytesMut};
 use std::io;
 use std::sync::atomic::Ordering::Relaxed;
@@ -98,7 +99,7 @@ impl Connection {
             } else if self.input.capacity() - self.input.len() < 1024 {
                 self.input.reserve(READ_CAPACITY);
             }
-            match self.stream.try_read_buf(&mut self.input) {
+            match read_draining(&self.stream, &mut self.input) {
                 Err(err) if err.kind() == io::ErrorKind::WouldBlock => self.release_idle(),
                 read => return read,
             }

@@ -12,9 +12,10 @@
 use super::MAX_GET_LINE;
 use crate::gather::gather;
 use crate::protocol::{parse_response, Limits, Request, Response, ResponseOutcome, Value};
+use crate::socket::read_available;
 use bytes::{Buf, Bytes, BytesMut};
 use std::io;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot};
@@ -239,7 +240,7 @@ fn split_merged(callers: Vec<MergedGet>, response: Response) -> Result<(), Ended
     }
 }
 
-async fn read_loop(mut reader: OwnedReadHalf, mut owed: mpsc::UnboundedReceiver<Owed>) -> Ended {
+async fn read_loop(reader: OwnedReadHalf, mut owed: mpsc::UnboundedReceiver<Owed>) -> Ended {
     let limits = backend_limits();
     let mut buf = BytesMut::with_capacity(BATCH_BYTES);
     loop {
@@ -269,7 +270,7 @@ async fn read_loop(mut reader: OwnedReadHalf, mut owed: mpsc::UnboundedReceiver<
         if buf.capacity() - buf.len() < 4096 {
             buf.reserve(BATCH_BYTES);
         }
-        match reader.read_buf(&mut buf).await {
+        match read_available(reader.as_ref(), &mut buf).await {
             Ok(0) => {
                 return Ended::Io(io::Error::new(
                     io::ErrorKind::UnexpectedEof,
