@@ -10,14 +10,7 @@
 //! `memcord check` catches a broken build. Never set it in a deployment; the peer logs an
 //! error when it is on.
 
-use super::ordered::{Ordered, ReadPolicy};
-use super::{Coordinator, Session};
-use crate::clock::HybridClock;
-use crate::cluster::Transport;
-use crate::order::OrderedQueue;
-use crate::protocol::{Request, Response};
-use crate::store::Store;
-use std::sync::Arc;
+use super::ordered::ReadPolicy;
 
 /// The test-only variable that breaks linearizable reads on purpose (see the module docs).
 pub const UNSAFE_LOCAL_READS_ENV: &str = "MEMCORD_UNSAFE_LOCAL_READS";
@@ -27,68 +20,16 @@ fn unsafe_local_reads() -> bool {
     std::env::var(UNSAFE_LOCAL_READS_ENV).is_ok_and(|v| !v.is_empty() && v != "0")
 }
 
-/// The linearizable-mode coordinator of one peer.
-pub struct Linearizable<S: Store> {
-    inner: Ordered<S>,
-}
-
-impl<S: Store> Linearizable<S> {
-    /// Wires the coordinator to a started queue and starts the peer transport on `listener`.
-    pub fn start(
-        store: Arc<S>,
-        clock: Arc<HybridClock>,
-        queue: Arc<OrderedQueue>,
-        transport: Arc<Transport>,
-        listener: tokio::net::TcpListener,
-        admin_commands: bool,
-    ) -> Self {
-        let policy = if unsafe_local_reads() {
-            tracing::error!(
-                "{UNSAFE_LOCAL_READS_ENV} is set: linearizable reads are served from the local \
-                 store WITHOUT a read index; this peer is deliberately NOT linearizable \
-                 (test-only switch)"
-            );
-            ReadPolicy::UnsafeLocal
-        } else {
-            ReadPolicy::Linearizable
-        };
-        Linearizable {
-            inner: Ordered::start(
-                store,
-                clock,
-                queue,
-                transport,
-                listener,
-                policy,
-                admin_commands,
-            ),
-        }
-    }
-
-    /// The ordered queue (for status and tests).
-    pub fn queue(&self) -> &Arc<OrderedQueue> {
-        self.inner.queue()
-    }
-}
-
-impl<S: Store> Coordinator for Linearizable<S> {
-    async fn handle(&self, session: &mut Session, request: Request) -> Response {
-        self.inner.handle(session, request).await
-    }
-
-    fn mode(&self) -> &'static str {
-        ReadPolicy::Linearizable.mode()
-    }
-
-    async fn stats(&self) -> Vec<(String, String)> {
-        self.inner.stats().await
-    }
-
-    async fn stats_group(&self, group: &str) -> Option<Vec<(String, String)>> {
-        if group == "cluster" {
-            Some(self.inner.cluster_stats().await)
-        } else {
-            None
-        }
+/// How the linearizable mode serves reads: by read index, unless the test-only switch is on.
+pub fn read_policy() -> ReadPolicy {
+    if unsafe_local_reads() {
+        tracing::error!(
+            "{UNSAFE_LOCAL_READS_ENV} is set: linearizable reads are served from the local \
+             store WITHOUT a read index; this peer is deliberately NOT linearizable \
+             (test-only switch)"
+        );
+        ReadPolicy::UnsafeLocal
+    } else {
+        ReadPolicy::Linearizable
     }
 }

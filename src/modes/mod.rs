@@ -3,15 +3,13 @@
 //! sockets or bytes.
 
 pub mod eventual;
-mod linearizable;
+pub mod linearizable;
 pub mod ordered;
-mod sequential;
 mod standalone;
 mod translate;
 
 pub use eventual::{Eventual, EventualConfig};
-pub use linearizable::Linearizable;
-pub use sequential::Sequential;
+pub use ordered::{Ordered, ReadPolicy};
 pub use standalone::Standalone;
 pub use translate::{command_for, response_for, ReadOrWrite};
 

@@ -12,7 +12,7 @@
 //! passes, exactly as on the minority side of a real partition.
 
 use super::translate::{command_for, response_for, values_reply, ReadOrWrite};
-use super::Session;
+use super::{Coordinator, Session};
 use crate::clock::HybridClock;
 use crate::cluster::{
     LogEntry, PeerId, PeerReport, PeerRequest, PeerResponse, PeerService, ResponseFuture, Transport,
@@ -31,9 +31,12 @@ const ORDERED_LEVELS: &str = "consistency levels apply to the eventual mode only
 /// How an ordered mode serves plain reads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ReadPolicy {
-    /// After a read index confirmed by the leader is applied locally.
+    /// The linearizable mode: after a read index confirmed by the leader is applied locally
+    /// (see [`super::linearizable`]).
     Linearizable,
-    /// Locally, once this connection's last write is applied locally.
+    /// The sequential mode: locally, once this connection's last write is applied locally,
+    /// with no round trip to the leader. Each connection sees its own writes in program order;
+    /// reads may lag other clients' writes.
     Sequential,
     /// **Broken on purpose, test-only** (`MEMCORD_UNSAFE_LOCAL_READS=1`): the linearizable
     /// mode answering reads from the local store at once, without a read index, so a cut-off
@@ -51,7 +54,8 @@ impl ReadPolicy {
     }
 }
 
-/// The state an ordered-mode coordinator shares with its peer service.
+/// The coordinator of both ordered modes (the [`ReadPolicy`] tells them apart); it shares
+/// its fault switch and item count with the peer service that hands queue traffic to the queue.
 pub struct Ordered<S: Store> {
     store: Arc<S>,
     clock: Arc<HybridClock>,
@@ -61,6 +65,28 @@ pub struct Ordered<S: Store> {
     admin_commands: bool,
     failed: Arc<AtomicBool>,
     items: Arc<AtomicU64>,
+}
+
+impl<S: Store> Coordinator for Ordered<S> {
+    async fn handle(&self, session: &mut Session, request: Request) -> Response {
+        self.serve(session, request).await
+    }
+
+    fn mode(&self) -> &'static str {
+        self.policy.mode()
+    }
+
+    async fn stats(&self) -> Vec<(String, String)> {
+        self.store_stats().await
+    }
+
+    async fn stats_group(&self, group: &str) -> Option<Vec<(String, String)>> {
+        if group == "cluster" {
+            Some(self.cluster_stats().await)
+        } else {
+            None
+        }
+    }
 }
 
 /// Turns a queue failure into the client's reply.
@@ -109,7 +135,7 @@ impl<S: Store> Ordered<S> {
     }
 
     /// Serves one data request.
-    pub async fn handle(&self, session: &mut Session, request: Request) -> Response {
+    async fn serve(&self, session: &mut Session, request: Request) -> Response {
         // As in Standalone: a keyless `gat` is answered without the store.
         if let Request::Get { keys, .. } | Request::Gat { keys, .. } = &request {
             if keys.is_empty() {
@@ -175,7 +201,7 @@ impl<S: Store> Ordered<S> {
     }
 
     /// Plain `stats` extra lines.
-    pub async fn stats(&self) -> Vec<(String, String)> {
+    async fn store_stats(&self) -> Vec<(String, String)> {
         let store = self.store.stats().await;
         self.items.store(store.curr_items, Ordering::Relaxed);
         let mut lines = super::standalone::store_stat_lines(store);
@@ -193,7 +219,7 @@ impl<S: Store> Ordered<S> {
     }
 
     /// `stats cluster`: this peer's place in the queue and what it knows of the others.
-    pub async fn cluster_stats(&self) -> Vec<(String, String)> {
+    async fn cluster_stats(&self) -> Vec<(String, String)> {
         let me = self.transport.me();
         let queue = &self.queue;
         let c = &queue.counters;

@@ -7,7 +7,7 @@ use crate::cluster::{Membership, Transport, TransportConfig};
 use crate::config::Consistency;
 use crate::config::{KvType, PeerConfig};
 use crate::modes::eventual::HintLimits;
-use crate::modes::{Eventual, EventualConfig, Linearizable, Sequential, Standalone};
+use crate::modes::{Eventual, EventualConfig, Ordered, ReadPolicy, Standalone};
 use crate::order::state_machine::KeyIndex;
 use crate::order::{OrderConfig, OrderedQueue};
 use crate::protocol::Limits;
@@ -175,27 +175,21 @@ impl BoundPeer {
                 let queue =
                     start_queue(&self.config, self.store.clone(), transport.clone()).await?;
                 let (store, listener) = (self.store.clone(), self.listener);
-                if mode == Consistency::Linearizable {
-                    let coordinator = Arc::new(Linearizable::start(
-                        store,
-                        clock,
-                        queue.clone(),
-                        transport.clone(),
-                        peer_listener,
-                        admin,
-                    ));
-                    super::run(listener, coordinator, settings, shutdown).await;
+                let policy = if mode == Consistency::Linearizable {
+                    crate::modes::linearizable::read_policy()
                 } else {
-                    let coordinator = Arc::new(Sequential::start(
-                        store,
-                        clock,
-                        queue.clone(),
-                        transport.clone(),
-                        peer_listener,
-                        admin,
-                    ));
-                    super::run(listener, coordinator, settings, shutdown).await;
-                }
+                    ReadPolicy::Sequential
+                };
+                let coordinator = Arc::new(Ordered::start(
+                    store,
+                    clock,
+                    queue.clone(),
+                    transport.clone(),
+                    peer_listener,
+                    policy,
+                    admin,
+                ));
+                super::run(listener, coordinator, settings, shutdown).await;
                 queue.shutdown().await;
             }
         }
