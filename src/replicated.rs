@@ -210,3 +210,100 @@ pub async fn apply<S: Store>(store: &S, command: Command) -> StoreResult<Outcome
         }
     })
 }
+
+/// Whether `command` already took effect in `store`, and what it answered then: after an
+/// attempt failed with a transient error (a backend timeout), its write may have landed with
+/// only the answer lost, and applying `append`, `prepend` or `incr` again would apply it
+/// twice. Every mutation stamps the item with its own version, which no other command shares,
+/// so the key's item carrying `command`'s version means it was applied. `None`: apply it
+/// (again). Commands whose repetition changes nothing (`set`, `touch`, `delete`, …) are not
+/// looked up.
+pub async fn already_applied<S: Store>(
+    store: &S,
+    command: &Command,
+) -> StoreResult<Option<Outcome>> {
+    let (key, version, arith) = match command {
+        Command::Write {
+            rule: WriteRule::Add | WriteRule::Append | WriteRule::Prepend | WriteRule::Cas(_),
+            key,
+            version,
+            ..
+        } => (key, *version, false),
+        Command::Arith { key, version, .. } => (key, *version, true),
+        _ => return Ok(None),
+    };
+    let found = store.get(std::slice::from_ref(key)).await?;
+    let Some(Some(item)) = found.into_iter().next() else {
+        return Ok(None);
+    };
+    if item.version != version {
+        return Ok(None);
+    }
+    if !arith {
+        return Ok(Some(Outcome::Write(StoreOutcome::Stored)));
+    }
+    let value = std::str::from_utf8(&item.value)
+        .ok()
+        .and_then(|text| text.trim_end().parse::<u64>().ok());
+    Ok(value.map(|n| Outcome::Arith(ArithOutcome::Value(n))))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::memory::{MemoryConfig, MemoryStore};
+
+    fn ts(ms: u64) -> Timestamp {
+        Timestamp::new(ms, 0, 1)
+    }
+
+    fn write(rule: WriteRule, value: &'static [u8], version: Timestamp) -> Command {
+        Command::Write {
+            rule,
+            key: Bytes::from_static(b"k"),
+            value: Bytes::from_static(value),
+            flags: 0,
+            expires_at: ExpiresAt::NEVER,
+            version,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_landed_append_or_incr_is_recognized_and_not_repeated() {
+        let store = MemoryStore::new(MemoryConfig::default());
+        apply(&store, write(WriteRule::Set, b"10", ts(1)))
+            .await
+            .unwrap();
+        let append = write(WriteRule::Append, b"0", ts(2));
+        assert_eq!(already_applied(&store, &append).await.unwrap(), None);
+        apply(&store, append.clone()).await.unwrap();
+        assert_eq!(
+            already_applied(&store, &append).await.unwrap(),
+            Some(Outcome::Write(StoreOutcome::Stored))
+        );
+        let incr = Command::Arith {
+            key: Bytes::from_static(b"k"),
+            delta: 5,
+            incr: true,
+            version: ts(3),
+        };
+        assert_eq!(already_applied(&store, &incr).await.unwrap(), None);
+        assert_eq!(
+            apply(&store, incr.clone()).await.unwrap(),
+            Outcome::Arith(ArithOutcome::Value(105))
+        );
+        // The retry's check answers what the landed attempt answered, and writes nothing.
+        assert_eq!(
+            already_applied(&store, &incr).await.unwrap(),
+            Some(Outcome::Arith(ArithOutcome::Value(105)))
+        );
+        let items = store.get(&[Bytes::from_static(b"k")]).await.unwrap();
+        assert_eq!(items[0].as_ref().unwrap().value, Bytes::from_static(b"105"));
+        // A command that did not land (another version on the item) is applied again.
+        let lost = write(WriteRule::Append, b"1", ts(4));
+        assert_eq!(already_applied(&store, &lost).await.unwrap(), None);
+        // Idempotent commands are never looked up.
+        let set = write(WriteRule::Set, b"x", ts(3));
+        assert_eq!(already_applied(&store, &set).await.unwrap(), None);
+    }
+}

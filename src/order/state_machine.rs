@@ -22,7 +22,7 @@
 
 use super::{Batch, BatchReply, Entry, NodeId, TypeConfig};
 use crate::clock::Timestamp;
-use crate::replicated::{apply, Command};
+use crate::replicated::{already_applied, apply, Command};
 use crate::store::{Item, Store};
 use bytes::Bytes;
 use openraft::storage::RaftStateMachine;
@@ -184,7 +184,8 @@ impl<S: Store> StateMachine<S> {
     /// backend (a memcached restarting, a pool still connecting) is waited out with a capped
     /// backoff: this peer stops applying, and so serves nothing newer, until its store answers.
     /// Outcomes the store decides (including refusals such as out of memory) are the same on
-    /// every replica and are returned at once.
+    /// every replica and are returned at once. A retry first checks whether the failed attempt
+    /// landed anyway ([`already_applied`]), so `append` or `incr` is never applied twice.
     async fn apply_one(
         &self,
         command: Command,
@@ -193,7 +194,17 @@ impl<S: Store> StateMachine<S> {
         let mut pause = std::time::Duration::from_millis(5);
         let mut attempt = 0u32;
         loop {
-            match apply(self.store.as_ref(), command.clone()).await {
+            let attempt_result = if attempt == 0 {
+                apply(self.store.as_ref(), command.clone()).await
+            } else {
+                // The failed attempt may have landed: apply it again only if it did not.
+                match already_applied(self.store.as_ref(), &command).await {
+                    Ok(Some(outcome)) => Ok(outcome),
+                    Ok(None) => apply(self.store.as_ref(), command.clone()).await,
+                    Err(err) => Err(err),
+                }
+            };
+            match attempt_result {
                 Err(
                     err @ (StoreError::Unavailable | StoreError::Timeout | StoreError::Protocol(_)),
                 ) => {
