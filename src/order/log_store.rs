@@ -160,6 +160,13 @@ impl LogFile {
     /// Writes a new log file holding `records` (already encoded) in place of the current one:
     /// a temporary file, preallocated, fsynced, then renamed over `log`.
     fn create(dir: &Path, records: &[Vec<u8>]) -> std::io::Result<LogFile> {
+        let log = LogFile::build(dir, records)?;
+        LogFile::install(dir)?;
+        Ok(log)
+    }
+
+    /// Writes `records` to a temporary file beside the log, preallocated and fsynced.
+    fn build(dir: &Path, records: &[Vec<u8>]) -> std::io::Result<LogFile> {
         let tmp = dir.join("log.tmp");
         let mut file = File::create(&tmp)?;
         file.write_all(MAGIC)?;
@@ -174,9 +181,18 @@ impl LogFile {
         };
         log.zero_fill(end + log.growth())?;
         log.file.sync_all()?;
-        std::fs::rename(&tmp, dir.join("log"))?;
-        sync_dir(dir)?;
         Ok(log)
+    }
+
+    /// Puts the file [`LogFile::build`] wrote in place of the log, atomically and durably.
+    /// Once the rename is done the new file is the log, so a failure to sync the directory
+    /// after it is only logged: the caller must switch to the new file either way.
+    fn install(dir: &Path) -> std::io::Result<()> {
+        std::fs::rename(dir.join("log.tmp"), dir.join("log"))?;
+        if let Err(err) = sync_dir(dir) {
+            tracing::warn!(%err, "could not sync the data directory after replacing the log");
+        }
+        Ok(())
     }
 
     /// How far ahead of the records the file is grown at a time.
@@ -258,6 +274,7 @@ impl LogStore {
             fsync,
             log,
             records,
+            compaction: None,
         };
         std::thread::Builder::new()
             .name("memcord-log".into())
@@ -364,6 +381,9 @@ fn replay(entries: &mut BTreeMap<u64, Entry>, purged: &mut Option<LogId<NodeId>>
     }
 }
 
+/// How often a writer with nothing to write checks on a compaction under way.
+const COMPACTION_POLL: std::time::Duration = std::time::Duration::from_millis(50);
+
 /// The thread that owns the log file.
 struct Writer {
     shared: std::sync::Weak<Shared>,
@@ -371,13 +391,91 @@ struct Writer {
     fsync: bool,
     log: LogFile,
     records: usize,
+    /// A rewrite of the file under way, if any.
+    compaction: Option<Compaction>,
+}
+
+/// A rewrite of the log with only its live state, built on a thread of its own (it writes
+/// megabytes and takes a few hundred milliseconds) while the writer goes on appending to the
+/// old file. What the writer appends meanwhile is kept and copied into the new file before it
+/// replaces the old one, so the new file replays to the same state: the live state when the
+/// rewrite started, then every record written since, in order (records written twice, once
+/// in each part, replay to the same state).
+struct Compaction {
+    built: mpsc::Receiver<std::io::Result<(LogFile, usize)>>,
+    tail: Vec<u8>,
+    tail_records: usize,
+}
+
+impl Compaction {
+    /// Starts writing `dir/log.tmp` from the live state `purged` + `entries`.
+    fn start(
+        dir: PathBuf,
+        purged: Option<LogId<NodeId>>,
+        entries: Vec<Entry>,
+    ) -> std::io::Result<Compaction> {
+        let (done, built) = mpsc::channel();
+        std::thread::Builder::new()
+            .name("memcord-log-compact".into())
+            .spawn(move || {
+                let result = live_records(purged, entries.iter()).and_then(|live| {
+                    let log = LogFile::build(&dir, &live)?;
+                    Ok((log, live.len()))
+                });
+                let _ = done.send(result);
+            })?;
+        Ok(Compaction {
+            built,
+            tail: Vec::new(),
+            tail_records: 0,
+        })
+    }
+
+    /// Notes records the writer appended to the old file meanwhile.
+    fn appended(&mut self, bytes: &[u8], records: usize) {
+        self.tail.extend_from_slice(bytes);
+        self.tail_records += records;
+    }
+
+    /// Once the new file is built: appends the records written meanwhile, installs it in place
+    /// of the log and returns it with its record count. `None` while it is still being built.
+    fn try_finish(&mut self, dir: &Path) -> Option<std::io::Result<(LogFile, usize)>> {
+        let built = match self.built.try_recv() {
+            Err(mpsc::TryRecvError::Empty) => return None,
+            Err(mpsc::TryRecvError::Disconnected) => {
+                return Some(Err(std::io::Error::other("the compaction thread stopped")))
+            }
+            Ok(built) => built,
+        };
+        Some(built.and_then(|(mut log, live)| {
+            log.append(&self.tail, true)?;
+            LogFile::install(dir)?;
+            Ok((log, live + self.tail_records))
+        }))
+    }
 }
 
 impl Writer {
     /// Writes queued records in groups, one fsync per group, until every [`LogStore`] is gone.
     fn run(mut self, queue: mpsc::Receiver<Job>) {
         let mut out = Vec::with_capacity(1 << 20);
-        while let Ok(first) = queue.recv() {
+        loop {
+            // While a rewrite is under way, wake now and then to install it when it is done.
+            let first = if self.compaction.is_some() {
+                match queue.recv_timeout(COMPACTION_POLL) {
+                    Ok(job) => job,
+                    Err(mpsc::RecvTimeoutError::Timeout) => {
+                        self.finish_compaction();
+                        continue;
+                    }
+                    Err(mpsc::RecvTimeoutError::Disconnected) => return,
+                }
+            } else {
+                match queue.recv() {
+                    Ok(job) => job,
+                    Err(_) => return,
+                }
+            };
             let mut group = vec![first];
             while group.len() < 4096 {
                 match queue.try_recv() {
@@ -389,11 +487,16 @@ impl Writer {
             for job in &group {
                 out.extend_from_slice(&job.bytes);
             }
-            let mut result = self.log.append(&out, self.fsync);
+            let result = self.log.append(&out, self.fsync);
             self.records += group.len();
-            let compact = group.iter().any(|job| job.compact);
-            if result.is_ok() && compact {
-                result = self.maybe_compact();
+            if result.is_ok() {
+                if let Some(compaction) = &mut self.compaction {
+                    compaction.appended(&out, group.len());
+                }
+                self.finish_compaction();
+                if group.iter().any(|job| job.compact) {
+                    self.maybe_compact();
+                }
             }
             for job in group {
                 let copy = match &result {
@@ -417,18 +520,21 @@ impl Writer {
         }
     }
 
-    /// Rewrites the file with only the live state once dead records dominate. The live state
-    /// is the in-memory log, which may already hold entries whose records are still queued:
-    /// writing them twice is harmless (replay inserts by index), and they were never
-    /// acknowledged before their own record is flushed.
-    fn maybe_compact(&mut self) -> std::io::Result<()> {
+    /// Starts rewriting the file with only the live state once dead records dominate. The
+    /// live state is the in-memory log, which may already hold entries whose records are
+    /// still queued: writing them twice is harmless (replay inserts by index), and they were
+    /// never acknowledged before their own record is flushed.
+    fn maybe_compact(&mut self) {
+        if self.compaction.is_some() {
+            return;
+        }
         let Some(shared) = self.shared.upgrade() else {
-            return Ok(());
+            return;
         };
         let (purged, all) = {
             let inner = shared.inner.lock();
             if self.records < 64 || self.records < 4 * (inner.entries.len() / 256 + 1) {
-                return Ok(());
+                return;
             }
             let after = inner.purged.map_or(0, |p| p.index + 1);
             let all: Vec<Entry> = inner
@@ -438,10 +544,29 @@ impl Writer {
                 .collect();
             (inner.purged, all)
         };
-        let live = live_records(purged, all.iter())?;
-        self.log = LogFile::create(&self.dir, &live)?;
-        self.records = live.len();
-        Ok(())
+        match Compaction::start(self.dir.clone(), purged, all) {
+            Ok(compaction) => self.compaction = Some(compaction),
+            Err(err) => tracing::warn!(%err, "could not start compacting the log"),
+        }
+    }
+
+    /// Installs the rewritten file if it is ready. A failed rewrite leaves the old file, whole
+    /// and current, in use; the next purge tries again.
+    fn finish_compaction(&mut self) {
+        let Some(compaction) = &mut self.compaction else {
+            return;
+        };
+        let Some(finished) = compaction.try_finish(&self.dir) else {
+            return;
+        };
+        self.compaction = None;
+        match finished {
+            Ok((log, records)) => {
+                self.log = log;
+                self.records = records;
+            }
+            Err(err) => tracing::warn!(%err, "compacting the log failed; keeping the old file"),
+        }
     }
 }
 
@@ -628,6 +753,47 @@ mod tests {
         drop(log);
         let (_, indexes, _) = reopen(dir.path());
         assert_eq!(indexes, (1..next).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn a_compaction_keeps_what_is_appended_while_it_runs() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut log, _, _) = reopen(dir.path());
+        for start in (1..300).step_by(10) {
+            log.append(&append(start..start + 10), false).unwrap();
+        }
+        let purge = LogId::new(CommittedLeaderId::new(1, 0), 200);
+        log.append(&encode(&Record::Purge(purge)).unwrap(), true)
+            .unwrap();
+        let before = log.end;
+        let live: Vec<Entry> = (201..301).map(entry).collect();
+        let mut compaction =
+            Compaction::start(dir.path().to_path_buf(), Some(purge), live).unwrap();
+        // The writer goes on appending to the old file meanwhile.
+        let meanwhile = append(301..311);
+        log.append(&meanwhile, true).unwrap();
+        compaction.appended(&meanwhile, 1);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        let (mut log, records) = loop {
+            if let Some(done) = compaction.try_finish(dir.path()) {
+                break done.unwrap();
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the compaction never finished"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        };
+        assert_eq!(
+            records, 3,
+            "a purge, the live entries, the record written meanwhile"
+        );
+        assert!(log.end < before, "dead records are gone");
+        log.append(&append(311..321), true).unwrap();
+        drop(log);
+        let (_, indexes, purged) = reopen(dir.path());
+        assert_eq!(indexes, (201..321).collect::<Vec<_>>());
+        assert_eq!(purged, Some(purge));
     }
 
     #[test]
