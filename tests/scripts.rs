@@ -246,3 +246,49 @@ fn startup_script_that_fails_leaves_nothing_running() {
         assert!(freed.is_some(), "memcached on {port} still running");
     }
 }
+
+/// scripts/failover.py, as the closing notes run it (one trial per mode instead of ten): it
+/// kills a leader, measures until a write is acknowledged again, checks the last write
+/// acknowledged before the kill, restarts the peer and waits for it to catch up.
+#[test]
+fn failover_script_measures_a_leader_kill_in_both_ordered_modes() {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/failover.py");
+    for mode in ["linearizable", "sequential"] {
+        let mut child = Command::new("python3")
+            .arg(&script)
+            .args(["--mode", mode, "--trials", "1", "--memcord"])
+            .arg(memcord_bin())
+            .env_remove("MEMCORD_LOG")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("python3 runs scripts/failover.py");
+        let until = Instant::now() + Duration::from_secs(120);
+        while child.try_wait().expect("try_wait").is_none() {
+            if Instant::now() >= until {
+                let _ = child.kill();
+                panic!("failover.py --mode {mode} ran past its deadline");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let out = child.wait_with_output().expect("failover.py output");
+        assert!(
+            out.status.success(),
+            "failover.py --mode {mode} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let text = stdout(&out);
+        let summary: serde_json::Value =
+            serde_json::from_str(text.lines().last().expect("a summary line"))
+                .expect("the summary is JSON");
+        assert_eq!(summary["mode"], mode);
+        assert_eq!(summary["trials"], 1);
+        let median = summary["median_s"].as_f64().expect("median_s");
+        // Bounded, not timed: the bound is 3 s; a loaded CI machine gets slack.
+        assert!(
+            median > 0.0 && median < 10.0,
+            "fail-over took {median} s: {text}"
+        );
+    }
+}
