@@ -39,11 +39,33 @@ use std::sync::Arc;
 type Slot = Arc<parking_lot::Mutex<Option<StoredSnapshot>>>;
 type Meta = SnapshotMeta<NodeId, openraft::BasicNode>;
 
-/// What a snapshot holds: every live item and the version high-water mark.
+/// What a snapshot holds: every live item, the version high-water mark and the delayed
+/// `flush_all`s still pending.
 #[derive(Serialize, Deserialize)]
 struct Image {
     last_version: Timestamp,
     items: Vec<(Bytes, Item)>,
+    pending_flushes: Vec<Timestamp>,
+}
+
+/// A snapshot image as sessions before the fifth wrote it (no pending flushes).
+#[derive(Deserialize)]
+struct ImageWithoutFlushes {
+    last_version: Timestamp,
+    items: Vec<(Bytes, Item)>,
+}
+
+impl Image {
+    fn decode(data: &[u8]) -> postcard::Result<Image> {
+        postcard::from_bytes(data).or_else(|_| {
+            let old: ImageWithoutFlushes = postcard::from_bytes(data)?;
+            Ok(Image {
+                last_version: old.last_version,
+                items: old.items,
+                pending_flushes: Vec::new(),
+            })
+        })
+    }
 }
 
 /// A snapshot as kept on disk and in memory.
@@ -136,7 +158,7 @@ impl<S: Store> StateMachine<S> {
     }
 
     async fn load(&mut self, meta: &Meta, data: &[u8]) -> Result<(), StorageError<NodeId>> {
-        let image: Image = postcard::from_bytes(data).map_err(snap_err)?;
+        let image = Image::decode(data).map_err(snap_err)?;
         self.store.clear().await.map_err(sm_err)?;
         if let Some(keys) = &mut self.keys {
             keys.clear();
@@ -144,6 +166,9 @@ impl<S: Store> StateMachine<S> {
         }
         for (key, item) in image.items {
             self.store.set(key, item).await.map_err(sm_err)?;
+        }
+        for cutoff in image.pending_flushes {
+            self.store.flush_all(cutoff).await.map_err(sm_err)?;
         }
         self.last_version = image.last_version;
         self.applied = meta.last_log_id;
@@ -370,6 +395,7 @@ impl<S: Store> RaftStateMachine<TypeConfig> for StateMachine<S> {
         let image = items.map(|items| Image {
             last_version: self.last_version,
             items,
+            pending_flushes: self.store.pending_flushes(),
         });
         SnapshotBuilder {
             image,
@@ -416,5 +442,80 @@ impl<S: Store> RaftStateMachine<TypeConfig> for StateMachine<S> {
             meta: s.meta,
             snapshot: Box::new(Cursor::new(s.data)),
         }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::unix_ms;
+    use crate::store::memory::{MemoryConfig, MemoryStore};
+    use crate::store::ExpiresAt;
+    use openraft::RaftSnapshotBuilder;
+
+    async fn machine(dir: &Path) -> (Arc<MemoryStore>, StateMachine<MemoryStore>) {
+        let store = Arc::new(MemoryStore::new(MemoryConfig::default()));
+        let sm = StateMachine::open(store.clone(), KeyIndex::Store, dir, Arc::default())
+            .await
+            .unwrap();
+        (store, sm)
+    }
+
+    #[tokio::test]
+    async fn a_snapshot_carries_a_delayed_flush_to_the_peer_that_installs_it() {
+        let (a_dir, b_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let (a, mut a_sm) = machine(a_dir.path()).await;
+        let now = unix_ms();
+        let key = Bytes::from_static(b"k");
+        let item = Item::new(
+            Bytes::from_static(b"v"),
+            0,
+            ExpiresAt::NEVER,
+            Timestamp::new(now, 0, 1),
+        );
+        a.set(key.clone(), item).await.unwrap();
+        let cutoff = Timestamp::new(now + 60_000, 0, 1);
+        a.flush_all(cutoff).await.unwrap();
+        let snapshot = a_sm
+            .get_snapshot_builder()
+            .await
+            .build_snapshot()
+            .await
+            .unwrap();
+
+        let (b, mut b_sm) = machine(b_dir.path()).await;
+        b_sm.install_snapshot(&snapshot.meta, snapshot.snapshot)
+            .await
+            .unwrap();
+        assert_eq!(
+            b.pending_flushes(),
+            vec![cutoff],
+            "the flush is pending there too"
+        );
+        let items = b.get(std::slice::from_ref(&key)).await.unwrap();
+        assert!(items[0].is_some(), "the item lives until the flush's time");
+    }
+
+    #[test]
+    fn an_image_written_before_pending_flushes_were_kept_still_loads() {
+        #[derive(Serialize)]
+        struct Old {
+            last_version: Timestamp,
+            items: Vec<(Bytes, Item)>,
+        }
+        let item = Item::new(
+            Bytes::from_static(b"v"),
+            0,
+            ExpiresAt::NEVER,
+            Timestamp::new(5, 0, 1),
+        );
+        let old = Old {
+            last_version: Timestamp::new(7, 0, 1),
+            items: vec![(Bytes::from_static(b"k"), item.clone())],
+        };
+        let image = Image::decode(&postcard::to_allocvec(&old).unwrap()).unwrap();
+        assert_eq!(image.last_version, old.last_version);
+        assert_eq!(image.items, vec![(Bytes::from_static(b"k"), item)]);
+        assert!(image.pending_flushes.is_empty());
     }
 }

@@ -255,6 +255,9 @@ pub trait Store: Send + Sync + 'static {
     /// Removes every item and every pending flush, so that a snapshot (or a replay of the
     /// ordered queue's log) can be applied to an empty store.
     fn clear(&self) -> impl Future<Output = StoreResult<()>> + Send;
+    /// The cutoffs of delayed `flush_all`s whose time has not come, for a snapshot: a peer that
+    /// installs it schedules them again, so they take effect there too.
+    fn pending_flushes(&self) -> Vec<Timestamp>;
 }
 
 /// A store chosen at run time (`--kv-type`), dispatching without boxing.
@@ -339,6 +342,12 @@ impl Store for AnyStore {
     }
     async fn clear(&self) -> StoreResult<()> {
         dispatch!(self, s => s.clear())
+    }
+    fn pending_flushes(&self) -> Vec<Timestamp> {
+        match self {
+            AnyStore::Memory(s) => s.pending_flushes(),
+            AnyStore::Memcached(s) => s.pending_flushes(),
+        }
     }
     async fn stats(&self) -> StoreStats {
         dispatch!(self, s => s.stats())

@@ -238,6 +238,10 @@ impl Store for MemcachedStore {
         }
     }
 
+    fn pending_flushes(&self) -> Vec<Timestamp> {
+        self.flushes.pending(unix_ms())
+    }
+
     async fn stats(&self) -> StoreStats {
         let Ok(Response::Stats(lines)) = self.pool.call(Request::Stats { group: None }).await
         else {

@@ -54,6 +54,16 @@ impl FlushSchedule {
         false
     }
 
+    /// The cutoffs still pending at `now_ms`.
+    pub(crate) fn pending(&self, now_ms: u64) -> Vec<Timestamp> {
+        self.pending
+            .lock()
+            .iter()
+            .copied()
+            .filter(|cutoff| cutoff.physical_ms() > now_ms)
+            .collect()
+    }
+
     /// The largest cutoff in effect at `now_ms` (packed; 0 when none): items with versions at
     /// or below it are dead.
     #[inline]

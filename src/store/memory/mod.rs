@@ -357,6 +357,10 @@ impl Store for MemoryStore {
         Ok(())
     }
 
+    fn pending_flushes(&self) -> Vec<Timestamp> {
+        self.flushes.pending(unix_ms())
+    }
+
     async fn stats(&self) -> StoreStats {
         let mut stats = StoreStats {
             limit_maxbytes: self.limit_bytes as u64,
