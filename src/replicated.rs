@@ -242,10 +242,7 @@ pub async fn already_applied<S: Store>(
     if !arith {
         return Ok(Some(Outcome::Write(StoreOutcome::Stored)));
     }
-    let value = std::str::from_utf8(&item.value)
-        .ok()
-        .and_then(|text| text.trim_end().parse::<u64>().ok());
-    Ok(value.map(|n| Outcome::Arith(ArithOutcome::Value(n))))
+    Ok(crate::store::parse_counter(&item.value).map(|n| Outcome::Arith(ArithOutcome::Value(n))))
 }
 
 #[cfg(test)]

@@ -219,17 +219,18 @@ impl<S: Store> StateMachine<S> {
         let mut pause = std::time::Duration::from_millis(5);
         let mut attempt = 0u32;
         loop {
-            let attempt_result = if attempt == 0 {
-                apply(self.store.as_ref(), command.clone()).await
+            // A failed attempt may have landed: apply again only if it did not.
+            let landed = if attempt == 0 {
+                Ok(None)
             } else {
-                // The failed attempt may have landed: apply it again only if it did not.
-                match already_applied(self.store.as_ref(), &command).await {
-                    Ok(Some(outcome)) => Ok(outcome),
-                    Ok(None) => apply(self.store.as_ref(), command.clone()).await,
-                    Err(err) => Err(err),
-                }
+                already_applied(self.store.as_ref(), &command).await
             };
-            match attempt_result {
+            let result = match landed {
+                Ok(Some(outcome)) => Ok(outcome),
+                Ok(None) => apply(self.store.as_ref(), command.clone()).await,
+                Err(err) => Err(err),
+            };
+            match result {
                 Err(
                     err @ (StoreError::Unavailable | StoreError::Timeout | StoreError::Protocol(_)),
                 ) => {
