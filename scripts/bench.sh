@@ -82,11 +82,17 @@ if command -v taskset >/dev/null && [[ $(nproc) -ge 2 ]]; then
     PINNING="servers on CPU 0, load generator on CPU 1 (taskset)"
 fi
 
-# A loopback port nothing listens on (probed; bounded attempts).
+# Ports are picked below the kernel's ephemeral range: a port in it can be handed to an
+# outgoing connection (this run's load generators, anything else on the machine) between
+# choosing it here and a server binding it, and the server then fails with EADDRINUSE.
+EPHEMERAL_LOW=$(cut -f1 /proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || echo 32768)
+[[ $EPHEMERAL_LOW =~ ^[0-9]+$ && $EPHEMERAL_LOW -gt 12000 ]] || EPHEMERAL_LOW=32768
+
+# A loopback port nothing listens on, below the ephemeral range (probed; bounded attempts).
 free_port() {
     local port attempt
     for attempt in $(seq 1 100); do
-        port=$((20000 + RANDOM % 30000))
+        port=$((10000 + RANDOM % (EPHEMERAL_LOW - 10000)))
         if ! (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
             echo "$port"
             return 0
