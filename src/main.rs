@@ -13,6 +13,20 @@ use std::path::PathBuf;
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+/// mimalloc's `mi_option_purge_delay` (its index in `mi_option_t`, the same in mimalloc 2 and
+/// 3; libmimalloc-sys names the options around it but not this one).
+const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
+
+/// Keeps freed memory instead of handing it back to the kernel, as memcached keeps its slabs.
+/// The ordered modes hold each log entry's values in memory until a snapshot purges them,
+/// thousands of entries at once; returned to the kernel after mimalloc's purge delay, those
+/// pages were faulted back in (and zeroed, 2 MiB at a time with transparent huge pages) as the
+/// log grew again: 0.07–0.14 page faults and about 10 µs of CPU per replicated write.
+fn keep_freed_memory() {
+    // SAFETY: setting an option is a plain store into mimalloc's option table.
+    unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, -1) };
+}
+
 /// A memcache-protocol-compatible consistency proxy cluster.
 #[derive(Debug, Parser)]
 #[command(name = "memcord", version, about)]
@@ -111,6 +125,7 @@ impl PeerArgs {
 }
 
 fn main() -> std::process::ExitCode {
+    keep_freed_memory();
     let command = match Cli::parse().command {
         // `check` has its own exit codes (1 = violation, 2 = unknown or setup error).
         Command::Check(args) => return std::process::ExitCode::from(memcord::check::run(args)),

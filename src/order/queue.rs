@@ -63,7 +63,11 @@ pub struct OrderConfig {
     pub election_timeout: Duration,
     /// Most commands in one log entry.
     pub max_batch: usize,
-    /// Most batches in flight at once from one peer.
+    /// Most batches in flight at once from one peer. One (the default) makes each entry carry
+    /// everything that arrived while the previous one was replicated: with 32 writing clients
+    /// on a three-peer cluster, entries grew from about 9 to 15–27 commands and the CPU per
+    /// write fell by about a tenth, which outweighs the pipelining a second slot buys
+    /// (openraft keeps one AppendEntries in flight per follower either way).
     pub max_inflight: usize,
     /// Log entries between snapshots (0 = never snapshot: the log is never compacted).
     pub snapshot_logs: u64,
@@ -83,7 +87,7 @@ impl OrderConfig {
             heartbeat: Duration::from_millis(100),
             election_timeout: Duration::from_millis(500),
             max_batch: 512,
-            max_inflight: 2,
+            max_inflight: 1,
             snapshot_logs: 5000,
             key_index: super::state_machine::KeyIndex::Store,
             lease_reads: true,
