@@ -5,32 +5,21 @@
 mod common;
 
 use common::memcached::MemcachedProcess;
+use common::output_within;
 use common::peer::{memcord_bin, PeerProcess};
-use std::process::{Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Output};
+use std::time::Duration;
 
 /// How long one bench run may take, preload and warm-up included.
 const RUN_DEADLINE: Duration = Duration::from_secs(60);
 
 /// Runs `memcord bench <args>` to completion within the deadline.
 fn bench(args: &[&str]) -> Output {
-    let mut child = Command::new(memcord_bin())
-        .arg("bench")
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawning memcord bench");
-    let until = Instant::now() + RUN_DEADLINE;
-    while child.try_wait().expect("try_wait").is_none() {
-        if Instant::now() >= until {
-            let _ = child.kill();
-            panic!("memcord bench {args:?} ran past {RUN_DEADLINE:?}");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    child.wait_with_output().expect("collecting bench output")
+    output_within(
+        Command::new(memcord_bin()).arg("bench").args(args),
+        RUN_DEADLINE,
+        &format!("memcord bench {args:?}"),
+    )
 }
 
 /// Runs a short JSON bench against `target` and checks its report.
@@ -163,33 +152,23 @@ fn bench_script_writes_every_section_of_its_report() {
     let dir = tempfile::tempdir().expect("tempdir");
     let out = dir.path().join("BENCH.md");
     let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/bench.sh");
-    let mut child = Command::new("bash")
-        .arg(&script)
-        .env("MEMCORD", memcord_bin())
-        .env("MEMCACHED", common::memcached::memcached_binary())
-        .env("OUT", &out)
-        .env("DURATION", "1")
-        .env("WARMUP", "0")
-        .env("CONNS", "4")
-        .env("KEYS", "200")
-        .env("SWEEP", "1 4")
-        .env("SWEEP_DURATION", "1")
-        .env("IDLE_CONNS", "300")
-        .env("NO_MEMCASLAP", "1")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawning scripts/bench.sh");
-    let until = Instant::now() + Duration::from_secs(600);
-    while child.try_wait().expect("try_wait").is_none() {
-        if Instant::now() >= until {
-            let _ = child.kill();
-            panic!("scripts/bench.sh ran past its deadline");
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    let output = child.wait_with_output().expect("bench.sh output");
+    let output = output_within(
+        Command::new("bash")
+            .arg(&script)
+            .env("MEMCORD", memcord_bin())
+            .env("MEMCACHED", common::memcached::memcached_binary())
+            .env("OUT", &out)
+            .env("DURATION", "1")
+            .env("WARMUP", "0")
+            .env("CONNS", "4")
+            .env("KEYS", "200")
+            .env("SWEEP", "1 4")
+            .env("SWEEP_DURATION", "1")
+            .env("IDLE_CONNS", "300")
+            .env("NO_MEMCASLAP", "1"),
+        Duration::from_secs(600),
+        "scripts/bench.sh",
+    );
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(output.status.success(), "bench.sh failed:\n{stderr}");
     assert!(

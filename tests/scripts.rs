@@ -8,9 +8,10 @@ mod common;
 
 use common::cluster::{free_port, get, wait_for};
 use common::memcached::memcached_binary;
+use common::output_within;
 use common::peer::{memcord_bin, RawClient};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
 /// How long a script may run.
@@ -57,10 +58,7 @@ impl ScriptCluster {
     fn script(&self, script: &str, args: &[&str]) -> Output {
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(script);
         let mut cmd = Command::new(&path);
-        cmd.args(args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
+        cmd.args(args);
         for (key, _) in std::env::vars() {
             if key.starts_with("MEMCORD_") || key == "CONSISTENCY" || key == "KV_TYPE" {
                 cmd.env_remove(key);
@@ -70,16 +68,8 @@ impl ScriptCluster {
             .env("MEMCORD_CONFIG", self.dir.path().join("config.ini"))
             .env("MEMCORD_RUN_DIR", self.run_dir())
             .env("MEMCACHED_BIN", memcached_binary());
-        let child = cmd.spawn().expect("running the script");
         // The script's children write to files, so its pipes close when it exits.
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            let _ = tx.send(child.wait_with_output());
-        });
-        let out = rx
-            .recv_timeout(SCRIPT_DEADLINE)
-            .unwrap_or_else(|_| panic!("{script} did not finish within {SCRIPT_DEADLINE:?}"))
-            .expect("waiting for the script");
+        let out = output_within(&mut cmd, SCRIPT_DEADLINE, script);
         eprintln!(
             "---- {script} {args:?}: {:?}\n{}{}",
             out.status,
@@ -254,25 +244,15 @@ fn startup_script_that_fails_leaves_nothing_running() {
 fn failover_script_measures_a_leader_kill_in_both_ordered_modes() {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/failover.py");
     for mode in ["linearizable", "sequential"] {
-        let mut child = Command::new("python3")
-            .arg(&script)
-            .args(["--mode", mode, "--trials", "1", "--memcord"])
-            .arg(memcord_bin())
-            .env_remove("MEMCORD_LOG")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("python3 runs scripts/failover.py");
-        let until = Instant::now() + Duration::from_secs(120);
-        while child.try_wait().expect("try_wait").is_none() {
-            if Instant::now() >= until {
-                let _ = child.kill();
-                panic!("failover.py --mode {mode} ran past its deadline");
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let out = child.wait_with_output().expect("failover.py output");
+        let out = output_within(
+            Command::new("python3")
+                .arg(&script)
+                .args(["--mode", mode, "--trials", "1", "--memcord"])
+                .arg(memcord_bin())
+                .env_remove("MEMCORD_LOG"),
+            Duration::from_secs(120),
+            &format!("failover.py --mode {mode}"),
+        );
         assert!(
             out.status.success(),
             "failover.py --mode {mode} failed: {}",
