@@ -40,41 +40,9 @@ cleanup() { stop_pids; rm -rf "$RUN"; }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-SERVER_PIN=()
-LOAD_PIN=()
-if command -v taskset >/dev/null && [[ $(nproc) -ge 2 ]]; then
-    SERVER_PIN=(taskset -c 0)
-    LOAD_PIN=(taskset -c 1)
-fi
-
-free_port() {
-    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'
-}
-
-wait_serving() {
-    local host=${1%:*} port=${1##*:} i
-    for i in $(seq 1 200); do
-        if exec 3<>"/dev/tcp/$host/$port" 2>/dev/null; then
-            printf 'stats cluster\r\n' >&3
-            if timeout 2 grep -m1 -q "cluster_state serving" <&3; then
-                exec 3>&-
-                return 0
-            fi
-            exec 3>&-
-        fi
-        sleep 0.1
-    done
-    die "peer at $1 never served"
-}
-
-wait_port() {
-    local i
-    for i in $(seq 1 100); do
-        (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
-        sleep 0.05
-    done
-    die "nothing listens on $1"
-}
+# Pinning (SERVER_PIN, LOAD_PIN), free_port, wait_port, wait_serving.
+# shellcheck source=scripts/lib-bench.sh
+source "$ROOT/scripts/lib-bench.sh"
 
 # run NAME TARGET LEVEL: both workloads against TARGET, one JSON line each.
 run() {

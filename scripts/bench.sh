@@ -72,34 +72,9 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-# CPU pinning: servers on CPU 0, load generators on CPU 1.
-SERVER_PIN=()
-LOAD_PIN=()
-PINNING="none (fewer than 2 CPUs or no taskset)"
-if command -v taskset >/dev/null && [[ $(nproc) -ge 2 ]]; then
-    SERVER_PIN=(taskset -c 0)
-    LOAD_PIN=(taskset -c 1)
-    PINNING="servers on CPU 0, load generator on CPU 1 (taskset)"
-fi
-
-# Ports are picked below the kernel's ephemeral range: a port in it can be handed to an
-# outgoing connection (this run's load generators, anything else on the machine) between
-# choosing it here and a server binding it, and the server then fails with EADDRINUSE.
-EPHEMERAL_LOW=$(cut -f1 /proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || echo 32768)
-[[ $EPHEMERAL_LOW =~ ^[0-9]+$ && $EPHEMERAL_LOW -gt 12000 ]] || EPHEMERAL_LOW=32768
-
-# A loopback port nothing listens on, below the ephemeral range (probed; bounded attempts).
-free_port() {
-    local port attempt
-    for attempt in $(seq 1 100); do
-        port=$((10000 + RANDOM % (EPHEMERAL_LOW - 10000)))
-        if ! (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
-            echo "$port"
-            return 0
-        fi
-    done
-    die "no free port found"
-}
+# Pinning (SERVER_PIN, LOAD_PIN, PINNING), free_port, wait_port, wait_serving.
+# shellcheck source=scripts/lib-bench.sh
+source "$ROOT/scripts/lib-bench.sh"
 
 # start_memcached NAME [MAX_CONNECTIONS] -> prints the port
 start_memcached() {
@@ -170,21 +145,6 @@ start_cluster() {
         start_peer "$mode$id" --config "$config" --id "$id" >/dev/null
     done
     (IFS=,; echo "${addrs[*]}")
-}
-
-# wait_serving ADDR: until the peer says `cluster_state serving` (ordered modes: a leader is
-# known), bounded.
-wait_serving() {
-    local host=${1%:*} port=${1##*:} i
-    for i in $(seq 1 100); do
-        # In a child shell: a refused connection makes `exec` fail, which would end this one.
-        if timeout 2 bash -c 'exec 3<>"/dev/tcp/$1/$2" && printf "stats cluster\r\n" >&3 &&
-            grep -m1 -q "cluster_state serving" <&3' _ "$host" "$port" 2>/dev/null; then
-            return 0
-        fi
-        sleep 0.1
-    done
-    die "cluster peer $1 never served"
 }
 
 CLUSTER_TARGET=$(start_cluster eventual)

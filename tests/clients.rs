@@ -109,19 +109,7 @@ fn python_pymemcache_memcached_backed() {
 }
 
 fn pymemcache_against(peer: &PeerProcess) {
-    let python = "/usr/bin/python3";
-    let check = Command::new(python)
-        .args(["-c", "import pymemcache"])
-        .output()
-        .unwrap_or_else(|err| {
-            panic!("{python} is missing ({err}); run scripts/test.sh, which installs it")
-        });
-    assert!(
-        check.status.success(),
-        "pymemcache is missing for {python}: {}; run scripts/test.sh (apt-get install \
-         python3-pymemcache)",
-        String::from_utf8_lossy(&check.stderr)
-    );
+    let python = common::python_with_pymemcache();
     let script = concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/tests/clients/pymemcache_smoke.py"

@@ -94,24 +94,6 @@ impl Drop for ClusterProcess {
     }
 }
 
-/// Debian's python3 with pymemcache, or a failure naming the fix.
-fn python() -> &'static str {
-    let python = "/usr/bin/python3";
-    let check = Command::new(python)
-        .args(["-c", "import pymemcache"])
-        .output()
-        .unwrap_or_else(|err| {
-            panic!("{python} is missing ({err}); run scripts/test.sh, which installs it")
-        });
-    assert!(
-        check.status.success(),
-        "pymemcache is missing for {python}: {}; run scripts/test.sh (apt-get install \
-         python3-pymemcache)",
-        String::from_utf8_lossy(&check.stderr)
-    );
-    python
-}
-
 /// pymemcache: a key written through each port, then every key read through every port (the
 /// eventual mode converges within a bounded wait).
 const PYMEMCACHE_SCRIPT: &str = r#"
@@ -142,7 +124,7 @@ fn memcord_cluster_linearizable_serves_pymemcache_and_stops_on_sigint() {
 }
 
 fn cluster_serves_pymemcache_and_stops(mode: &str) {
-    let python = python();
+    let python = common::python_with_pymemcache();
     let base = free_base_port();
     let mut peer_base = free_base_port();
     for _ in 0..100 {

@@ -51,3 +51,21 @@ fn read_all(mut pipe: impl Read + Send + 'static) -> JoinHandle<Vec<u8>> {
         bytes
     })
 }
+
+/// Debian's python3, which sees python3-pymemcache, or a failure naming the fix.
+pub fn python_with_pymemcache() -> &'static str {
+    let python = "/usr/bin/python3";
+    let check = Command::new(python)
+        .args(["-c", "import pymemcache"])
+        .output()
+        .unwrap_or_else(|err| {
+            panic!("{python} is missing ({err}); run scripts/test.sh, which installs it")
+        });
+    assert!(
+        check.status.success(),
+        "pymemcache is missing for {python}: {}; run scripts/test.sh (apt-get install \
+         python3-pymemcache)",
+        String::from_utf8_lossy(&check.stderr)
+    );
+    python
+}
