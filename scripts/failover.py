@@ -15,6 +15,7 @@ trial fails. Only its own processes, killed on exit; every wait has a deadline.
 import argparse
 import json
 import os
+import random
 import signal
 import socket
 import statistics
@@ -28,10 +29,34 @@ FAILOVER_DEADLINE = 20.0
 READY_DEADLINE = 60.0
 
 
+def ephemeral_low():
+    """The first port of the kernel's ephemeral range (32768 if unreadable or too low)."""
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+            low = int(f.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+    return low if low > 12000 else 32768
+
+
+TAKEN = set()
+
+
 def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A free loopback port below the ephemeral range: a port from a bind to port 0 can be
+    taken by an outgoing connection before the peer binds it (EADDRINUSE)."""
+    for _ in range(1000):
+        port = random.randrange(10000, ephemeral_low())
+        if port in TAKEN:
+            continue
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        TAKEN.add(port)
+        return port
+    raise OSError("no free loopback port below the ephemeral range")
 
 
 def ask(port, payload, terminators, timeout=REQUEST_TIMEOUT):

@@ -19,16 +19,44 @@ use tokio::time::Instant;
 /// peers (read by `modes::linearizable`, which `check` does not import: it stays a black box).
 pub const UNSAFE_LOCAL_READS_ENV: &str = "MEMCORD_UNSAFE_LOCAL_READS";
 
-/// A free loopback port (bound, read and released; never handed out twice by this process).
+/// The lowest port that picked ports stay under.
+const LOWEST_PORT: u16 = 10_000;
+
+/// A free loopback port (probed by binding it; never handed out twice by this process).
+///
+/// Ports come from below the kernel's ephemeral range (`ip_local_port_range`). A port the
+/// kernel handed out for a bind to port 0 is in that range, and between releasing it here and
+/// a server binding it, an outgoing connection (a peer dialing another, a client) may take it
+/// as its local port: the server then fails with `EADDRINUSE`. `scripts/lib-bench.sh` picks
+/// ports the same way, after a CI run lost a benchmark peer to that race.
 pub fn free_port() -> std::io::Result<u16> {
     static TAKEN: Mutex<Option<HashSet<u16>>> = Mutex::new(None);
-    loop {
-        let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+    let below = ephemeral_low();
+    let mut rng = rand::rng();
+    for _ in 0..1000 {
+        let port = rand::Rng::random_range(&mut rng, LOWEST_PORT..below);
         let mut taken = TAKEN.lock().unwrap_or_else(|e| e.into_inner());
-        if taken.get_or_insert_with(HashSet::new).insert(port) {
-            return Ok(port);
+        let taken = taken.get_or_insert_with(HashSet::new);
+        if taken.contains(&port) || TcpListener::bind(("127.0.0.1", port)).is_err() {
+            continue;
         }
+        taken.insert(port);
+        return Ok(port);
     }
+    Err(std::io::Error::new(
+        std::io::ErrorKind::AddrInUse,
+        format!("no free loopback port in {LOWEST_PORT}..{below} after 1000 tries"),
+    ))
+}
+
+/// The first port of the kernel's ephemeral range (32768 when it cannot be read, or when it
+/// leaves too few ports below it).
+fn ephemeral_low() -> u16 {
+    std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|range| range.split_whitespace().next()?.parse::<u16>().ok())
+        .filter(|&low| low > LOWEST_PORT + 2_000)
+        .unwrap_or(32_768)
 }
 
 /// Which store the local peers use.
@@ -463,5 +491,25 @@ pub fn memcached_binary() -> Result<PathBuf, ClusterError> {
              $MEMCACHED_BIN)"
                 .into(),
         )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn free_ports_are_distinct_bindable_and_below_the_ephemeral_range() {
+        let below = ephemeral_low();
+        let ports: Vec<u16> = (0..50).map(|_| free_port().expect("a free port")).collect();
+        let distinct: HashSet<u16> = ports.iter().copied().collect();
+        assert_eq!(distinct.len(), ports.len(), "{ports:?}");
+        for port in ports {
+            assert!(
+                (LOWEST_PORT..below).contains(&port),
+                "{port} not in {LOWEST_PORT}..{below}"
+            );
+            TcpListener::bind(("127.0.0.1", port)).expect("the port is free");
+        }
     }
 }
