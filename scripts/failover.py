@@ -45,8 +45,9 @@ TAKEN = set()
 def free_port():
     """A free loopback port below the ephemeral range: a port from a bind to port 0 can be
     taken by an outgoing connection before the peer binds it (EADDRINUSE)."""
+    below = ephemeral_low()
     for _ in range(1000):
-        port = random.randrange(10000, ephemeral_low())
+        port = random.randrange(10000, below)
         if port in TAKEN:
             continue
         with socket.socket() as s:

@@ -19,7 +19,7 @@ use tokio::time::Instant;
 /// peers (read by `modes::linearizable`, which `check` does not import: it stays a black box).
 pub const UNSAFE_LOCAL_READS_ENV: &str = "MEMCORD_UNSAFE_LOCAL_READS";
 
-/// The lowest port that picked ports stay under.
+/// The lowest port [`free_port`] picks.
 const LOWEST_PORT: u16 = 10_000;
 
 /// A free loopback port (probed by binding it; never handed out twice by this process).
