@@ -71,6 +71,9 @@ pub struct OrderConfig {
     pub max_inflight: usize,
     /// Log entries between snapshots (0 = never snapshot: the log is never compacted).
     pub snapshot_logs: u64,
+    /// How many bytes of applied log entries stay in memory; older ones are read back from
+    /// the log file when a lagging follower needs them.
+    pub log_memory: u64,
     /// How snapshots find the store's keys.
     pub key_index: super::state_machine::KeyIndex,
     /// Whether the leader answers read indexes from its lease (see the module docs).
@@ -89,6 +92,7 @@ impl OrderConfig {
             max_batch: 512,
             max_inflight: 1,
             snapshot_logs: 5000,
+            log_memory: super::log_store::DEFAULT_MEMORY_LIMIT,
             key_index: super::state_machine::KeyIndex::Store,
             lease_reads: true,
         }
@@ -225,7 +229,7 @@ impl OrderedQueue {
             dir: config.dir.display().to_string(),
             source,
         };
-        let log = LogStore::open(&config.dir, config.fsync).map_err(data_dir)?;
+        let log = LogStore::open(&config.dir, config.fsync, config.log_memory).map_err(data_dir)?;
         let pristine = log.is_pristine();
         if !pristine && config.lease_reads {
             // Before it crashed this peer may have confirmed a leader that now serves reads
@@ -238,7 +242,7 @@ impl OrderedQueue {
             tokio::time::sleep(config.election_timeout).await;
         }
         let counters = QueueCounters::default();
-        let sm = StateMachine::open(
+        let mut sm = StateMachine::open(
             store,
             config.key_index,
             &config.dir,
@@ -246,6 +250,7 @@ impl OrderedQueue {
         )
         .await
         .map_err(|e| StartError::Raft(e.to_string()))?;
+        sm.report_applied_to(log.applied_marker());
         // openraft 0.9 lets a follower campaign only after its leader's lease (the maximum
         // election timeout) *plus* a randomized election timeout have passed without word
         // from it, so a fail-over takes lease + timeout. With [T/2, T] for the election

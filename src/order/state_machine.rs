@@ -101,6 +101,8 @@ pub struct StateMachine<S: Store> {
     snapshot_seq: u64,
     /// Commands applied (for `stats cluster`).
     applied_commands: Arc<AtomicU64>,
+    /// Where the log learns how far this state machine applied (one past the last index).
+    applied_marker: Arc<AtomicU64>,
 }
 
 fn sm_err(e: impl std::error::Error + 'static) -> StorageError<NodeId> {
@@ -144,6 +146,7 @@ impl<S: Store> StateMachine<S> {
             snapshot: Slot::default(),
             snapshot_seq: 0,
             applied_commands,
+            applied_marker: Arc::default(),
         };
         match std::fs::read(dir.join("snapshot")) {
             Ok(bytes) => {
@@ -171,9 +174,22 @@ impl<S: Store> StateMachine<S> {
             self.store.flush_all(cutoff).await.map_err(sm_err)?;
         }
         self.last_version = image.last_version;
-        self.applied = meta.last_log_id;
+        self.set_applied(meta.last_log_id);
         self.membership = meta.last_membership.clone();
         Ok(())
+    }
+
+    /// Tells `marker` how far this state machine applied, now and after every apply: the
+    /// log keeps entries in memory until they are applied.
+    pub fn report_applied_to(&mut self, marker: Arc<AtomicU64>) {
+        self.applied_marker = marker;
+        self.set_applied(self.applied);
+    }
+
+    fn set_applied(&mut self, applied: Option<LogId<NodeId>>) {
+        self.applied = applied;
+        let next = applied.map_or(0, |l| l.index + 1);
+        self.applied_marker.store(next, Ordering::Release);
     }
 
     /// Raises the command's version above the last applied one (see the module docs).
@@ -373,8 +389,10 @@ impl<S: Store> RaftStateMachine<TypeConfig> for StateMachine<S> {
         I::IntoIter: Send,
     {
         let mut replies = Vec::new();
+        let mut last = None;
         for entry in entries {
             self.applied = Some(entry.log_id);
+            last = Some(entry.log_id);
             match entry.payload {
                 EntryPayload::Blank => replies.push(BatchReply::default()),
                 EntryPayload::Normal(batch) => replies.push(self.apply_batch(batch).await?),
@@ -383,6 +401,9 @@ impl<S: Store> RaftStateMachine<TypeConfig> for StateMachine<S> {
                     replies.push(BatchReply::default());
                 }
             }
+        }
+        if last.is_some() {
+            self.set_applied(last);
         }
         Ok(replies)
     }
