@@ -223,6 +223,9 @@ pub struct ClusterSettings {
     /// Log entries between two snapshots of the ordered queue (the log before a snapshot is
     /// compacted away; a lagging or new peer is sent the snapshot).
     pub snapshot_logs: u64,
+    /// MiB of applied Raft log entries a peer keeps in memory; older ones are read back from
+    /// the log file (a lagging follower, a log rewrite). 0 keeps only unapplied entries.
+    pub log_memory_mb: u64,
     /// Whether the linearizable mode's leader answers reads from its lease (no quorum round
     /// per read); relies on peers' clocks running at about the same rate.
     pub lease_reads: bool,
@@ -459,6 +462,7 @@ struct RawCluster {
     fsync: Option<bool>,
     quorum_timeout_ms: Option<u64>,
     snapshot_logs: Option<u64>,
+    log_memory_mb: Option<u64>,
     lease_reads: Option<bool>,
     replication_factor: Option<u32>,
     vnodes: Option<u32>,
@@ -562,6 +566,7 @@ fn resolve(raw: RawConfig, o: &Overrides) -> Result<PeerConfig, ConfigError> {
         fsync: raw.cluster.fsync.unwrap_or(true),
         quorum_timeout_ms: raw.cluster.quorum_timeout_ms.unwrap_or(2000),
         snapshot_logs: raw.cluster.snapshot_logs.unwrap_or(5000).max(1),
+        log_memory_mb: raw.cluster.log_memory_mb.unwrap_or(16).min(1 << 20),
         lease_reads: raw.cluster.lease_reads.unwrap_or(true),
         replication_factor: raw.cluster.replication_factor,
         vnodes: raw.cluster.vnodes.unwrap_or(128),

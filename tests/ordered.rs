@@ -298,7 +298,10 @@ impl IncrLoad {
 
 #[test]
 fn linearizable_survives_sigkill_of_the_leader_and_the_peer_catches_up_on_restart() {
-    let mut cluster = Cluster::start(ClusterSpec::ordered("linearizable"));
+    // With no applied entry kept in memory, what the restarted peer missed is sent from
+    // records read back from the new leader's log file.
+    let mut cluster =
+        Cluster::start(ClusterSpec::ordered("linearizable").with("log_memory_mb = 0"));
     assert_eq!(set(&mut cluster.client(0), "load", "0"), "STORED\r\n");
     let leader = cluster.leader(Duration::from_secs(10));
     let survivors: Vec<usize> = (0..3).filter(|&id| id != leader).collect();
@@ -339,7 +342,9 @@ fn linearizable_survives_sigkill_of_the_leader_and_the_peer_catches_up_on_restar
 
 #[test]
 fn linearizable_failed_peer_answers_no_quorum_and_catches_up_after_recover() {
-    let cluster = Cluster::start(ClusterSpec::ordered("linearizable"));
+    // No applied entry stays in memory: the leader sends the recovered peer what it missed
+    // from records read back from its log file.
+    let cluster = Cluster::start(ClusterSpec::ordered("linearizable").with("log_memory_mb = 0"));
     let mut cut = cluster.client(2);
     assert_eq!(set(&mut cut, "before", "fail"), "STORED\r\n");
     assert_eq!(line(&mut cut, "fail\r\n"), "OK\r\n");
@@ -371,6 +376,17 @@ fn linearizable_failed_peer_answers_no_quorum_and_catches_up_after_recover() {
         caught_up.is_some(),
         "the recovered peer catches up\n{}",
         cluster.logs()
+    );
+    let read_back: u64 = (0..2)
+        .map(|id| {
+            stat(&cluster, id, "cluster_log_read_back")
+                .parse::<u64>()
+                .unwrap()
+        })
+        .sum();
+    assert!(
+        read_back > 0,
+        "the leader read what it sent back from its log file"
     );
 }
 

@@ -246,6 +246,14 @@ impl<S: Store> Ordered<S> {
                 "cluster_snapshot_index".into(),
                 queue.snapshot_index().to_string(),
             ),
+            (
+                "cluster_log_memory_bytes".into(),
+                queue.log_memory().0.to_string(),
+            ),
+            (
+                "cluster_log_read_back".into(),
+                queue.log_memory().1.to_string(),
+            ),
             ("cluster_batches".into(), count(&c.batches)),
             (
                 "cluster_batched_commands".into(),

@@ -105,6 +105,8 @@ struct Inner {
     written_end: u64,
     /// The current file, for reading records back.
     reader: Arc<File>,
+    /// Entries read back from the file so far.
+    read_back: u64,
     purged: Option<LogId<NodeId>>,
 }
 
@@ -143,7 +145,7 @@ impl Inner {
     }
 
     /// The entries at the indexes in `range`: from memory, or read back from their records.
-    fn read(&self, range: impl RangeBounds<u64> + Clone) -> std::io::Result<Vec<Entry>> {
+    fn read(&mut self, range: impl RangeBounds<u64> + Clone) -> std::io::Result<Vec<Entry>> {
         let first_in_memory = self.entries.keys().next().copied().unwrap_or(u64::MAX);
         let mut out = Vec::new();
         let mut record: Option<(u64, Vec<Entry>)> = None;
@@ -165,6 +167,7 @@ impl Inner {
                 })?;
             out.push(entry.clone());
         }
+        self.read_back += out.len() as u64;
         out.extend(self.entries.range(range).map(|(_, e)| e.clone()));
         Ok(out)
     }
@@ -435,6 +438,7 @@ impl LogStore {
                 queued_end: log.end,
                 written_end: log.end,
                 reader: Arc::new(log.file.try_clone()?),
+                read_back: 0,
                 purged: contents.purged,
             }),
             jobs,
@@ -470,6 +474,11 @@ impl LogStore {
     /// How much the entries kept in memory weigh now (for tests and stats).
     pub fn memory(&self) -> u64 {
         self.shared.inner.lock().memory
+    }
+
+    /// How many entries were read back from the file, not found in memory.
+    pub fn read_back(&self) -> u64 {
+        self.shared.inner.lock().read_back
     }
 
     /// Appends `list`, telling `waiter` once its record is durable.

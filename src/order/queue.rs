@@ -197,6 +197,8 @@ pub struct OrderedQueue {
     config: OrderConfig,
     writes: mpsc::Sender<PendingWrite>,
     reads: mpsc::Sender<oneshot::Sender<Result<u64, QueueError>>>,
+    /// The log (shared with openraft), for its memory figures.
+    log: LogStore,
     /// The leader's read lease, when it holds one.
     lease: parking_lot::Mutex<Option<ReadLease>>,
     /// Counters for `stats cluster`.
@@ -276,6 +278,7 @@ impl OrderedQueue {
         let network = NetworkFactory {
             transport: transport.clone(),
         };
+        let log_handle = log.clone();
         let raft = Raft::new(me, Arc::new(raft_config), network, log, sm)
             .await
             .map_err(|e| StartError::Raft(e.to_string()))?;
@@ -297,6 +300,7 @@ impl OrderedQueue {
             config,
             writes,
             reads,
+            log: log_handle,
             lease: parking_lot::Mutex::new(None),
             counters,
         });
@@ -394,6 +398,12 @@ impl OrderedQueue {
             m.last_log_index.unwrap_or(0),
             m.last_applied.map_or(0, |l| l.index),
         )
+    }
+
+    /// What the log's entries kept in memory weigh, and how many entries it read back from
+    /// its file.
+    pub fn log_memory(&self) -> (u64, u64) {
+        (self.log.memory(), self.log.read_back())
     }
 
     /// The last log index covered by this peer's current snapshot (0: none yet).

@@ -226,6 +226,7 @@ async fn start_queue(
     order.heartbeat = Duration::from_millis(cluster.heartbeat_ms.max(1));
     order.election_timeout = Duration::from_millis(cluster.failure_timeout_ms.max(10));
     order.snapshot_logs = cluster.snapshot_logs;
+    order.log_memory = cluster.log_memory_mb << 20;
     order.lease_reads = cluster.lease_reads;
     // memcached cannot list its keys exactly: the state machine keeps its own index.
     order.key_index = match *store {
