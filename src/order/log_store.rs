@@ -46,7 +46,7 @@ use std::collections::BTreeMap;
 use std::fmt::Debug;
 use std::fs::{File, OpenOptions};
 use std::io::Write;
-use std::ops::RangeBounds;
+use std::ops::{Bound, RangeBounds};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -146,30 +146,54 @@ impl Inner {
 
     /// The entries at the indexes in `range`: from memory, or read back from their records.
     fn read(&mut self, range: impl RangeBounds<u64> + Clone) -> std::io::Result<Vec<Entry>> {
-        let first_in_memory = self.entries.keys().next().copied().unwrap_or(u64::MAX);
-        let mut out = Vec::new();
-        let mut record: Option<(u64, Vec<Entry>)> = None;
-        for (&index, location) in self.locations.range(range.clone()) {
-            if index >= first_in_memory {
-                break;
-            }
-            if record.as_ref().map(|(offset, _)| *offset) != Some(location.offset) {
-                record = Some((location.offset, read_record(&self.reader, location)?));
-            }
-            let list = &record.as_ref().expect("just read").1;
-            let entry = list
-                .binary_search_by_key(&index, |e| e.log_id.index)
-                .ok()
-                .map(|at| &list[at])
-                .filter(|e| e.log_id == location.log_id)
-                .ok_or_else(|| {
-                    std::io::Error::other(format!("log entry {index} missing from its record"))
-                })?;
-            out.push(entry.clone());
+        let on_file = self.on_file(range.clone());
+        let mut records = RecordReader::new(&self.reader);
+        let mut out = Vec::with_capacity(on_file.len());
+        for (index, location) in &on_file {
+            out.push(records.entry(*index, location)?);
         }
         self.read_back += out.len() as u64;
         out.extend(self.entries.range(range).map(|(_, e)| e.clone()));
         Ok(out)
+    }
+
+    /// The indexes in `range` whose entries are not in memory, with their locations.
+    fn on_file(&self, range: impl RangeBounds<u64>) -> Vec<(u64, Location)> {
+        let first_in_memory = self.entries.keys().next().copied().unwrap_or(u64::MAX);
+        self.locations
+            .range(range)
+            .take_while(|(&index, _)| index < first_in_memory)
+            .map(|(&index, &location)| (index, location))
+            .collect()
+    }
+}
+
+/// Reads entries back from their records, decoding each record once for consecutive entries.
+struct RecordReader<'a> {
+    file: &'a File,
+    last: Option<(u64, Vec<Entry>)>,
+}
+
+impl<'a> RecordReader<'a> {
+    fn new(file: &'a File) -> RecordReader<'a> {
+        RecordReader { file, last: None }
+    }
+
+    /// The entry at `index`, from its record at `location`.
+    fn entry(&mut self, index: u64, location: &Location) -> std::io::Result<Entry> {
+        let cached = matches!(&self.last, Some((offset, _)) if *offset == location.offset);
+        if !cached {
+            self.last = Some((location.offset, read_record(self.file, location)?));
+        }
+        let list = &self.last.as_ref().expect("just read").1;
+        list.binary_search_by_key(&index, |e| e.log_id.index)
+            .ok()
+            .map(|at| &list[at])
+            .filter(|e| e.log_id == location.log_id)
+            .cloned()
+            .ok_or_else(|| {
+                std::io::Error::other(format!("log entry {index} missing from its record"))
+            })
     }
 }
 
@@ -688,18 +712,9 @@ impl LiveLog {
             records += 1;
             Ok(())
         };
-        let mut record: Option<(u64, Vec<Entry>)> = None;
+        let mut on_file = RecordReader::new(&self.file);
         for (index, location) in &self.on_file {
-            if record.as_ref().map(|(offset, _)| *offset) != Some(location.offset) {
-                record = Some((location.offset, read_record(&self.file, location)?));
-            }
-            let list = &record.as_ref().expect("just read").1;
-            let Some(entry) = list.iter().find(|e| e.log_id == location.log_id) else {
-                return Err(std::io::Error::other(format!(
-                    "log entry {index} missing from its record"
-                )));
-            };
-            chunk.push(entry.clone());
+            chunk.push(on_file.entry(*index, location)?);
             if chunk.len() == ENTRIES_PER_RECORD {
                 flush(&mut chunk, &mut log)?;
             }
@@ -884,14 +899,9 @@ impl Writer {
             if self.records < 64 || self.records < 4 * (live / ENTRIES_PER_RECORD + 1) {
                 return;
             }
-            let first_in_memory = inner.entries.keys().next().copied().unwrap_or(u64::MAX);
             LiveLog {
                 purged: inner.purged,
-                on_file: inner
-                    .locations
-                    .range(..first_in_memory)
-                    .map(|(&i, &l)| (i, l))
-                    .collect(),
+                on_file: inner.on_file(..),
                 file: inner.reader.clone(),
                 in_memory: inner.entries.values().cloned().collect(),
             }
@@ -978,7 +988,28 @@ impl RaftLogReader<TypeConfig> for LogStore {
         &mut self,
         range: RB,
     ) -> Result<Vec<Entry>, StorageError<NodeId>> {
-        self.shared.inner.lock().read(range).map_err(read_err)
+        // Entries not in memory are read from the file without holding the log's lock (a
+        // lagging follower's read can take milliseconds; appends must not wait on it).
+        // They are committed, so they cannot change meanwhile, and the file handle stays
+        // valid even if a rewrite replaces the file. What is left is read under the lock;
+        // entries that left memory in between are read back there.
+        let (on_file, reader) = {
+            let inner = self.shared.inner.lock();
+            (inner.on_file(range.clone()), inner.reader.clone())
+        };
+        let mut records = RecordReader::new(&reader);
+        let mut out = Vec::with_capacity(on_file.len());
+        for (index, location) in &on_file {
+            out.push(records.entry(*index, location).map_err(read_err)?);
+        }
+        let rest = match on_file.last() {
+            Some((last, _)) => (Bound::Excluded(*last), range.end_bound().cloned()),
+            None => (range.start_bound().cloned(), range.end_bound().cloned()),
+        };
+        let mut inner = self.shared.inner.lock();
+        inner.read_back += out.len() as u64;
+        out.extend(inner.read(rest).map_err(read_err)?);
+        Ok(out)
     }
 }
 
