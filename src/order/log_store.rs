@@ -116,10 +116,8 @@ impl Inner {
         let gone: Vec<u64> = self.entries.range(range).map(|(&i, _)| i).collect();
         for index in gone {
             self.entries.remove(&index);
-            self.memory -= self
-                .locations
-                .get(&index)
-                .map_or(0, |l| u64::from(l.weight));
+            let weight = self.locations.get(&index).map_or(0, |l| l.weight);
+            self.memory = self.memory.saturating_sub(u64::from(weight));
         }
     }
 
@@ -139,7 +137,7 @@ impl Inner {
             {
                 return;
             }
-            self.memory -= u64::from(location.weight);
+            self.memory = self.memory.saturating_sub(u64::from(location.weight));
             self.entries.pop_first();
         }
     }
