@@ -32,6 +32,12 @@ fn stat(cluster: &Cluster, id: usize, name: &str) -> String {
         .unwrap_or_default()
 }
 
+/// A numeric `stats cluster` line summed over the peers `ids`.
+fn stat_sum(cluster: &Cluster, ids: std::ops::Range<usize>, name: &str) -> u64 {
+    ids.map(|id| stat(cluster, id, name).parse::<u64>().unwrap())
+        .sum()
+}
+
 fn behaviour_table_through_every_peer(consistency: &'static str) {
     let cluster = Cluster::start(ClusterSpec::ordered(consistency));
     for addr in &cluster.client_addrs {
@@ -91,13 +97,7 @@ fn linearizable_incr_from_every_peer_sums_exactly() {
     let cluster = Cluster::start(ClusterSpec::ordered("linearizable"));
     concurrent_incr_sums_exactly(&cluster, 3, 40);
     // Every write went through exactly one batch: 1 set, 360 increments, 3 touches.
-    let batched: u64 = (0..3)
-        .map(|id| {
-            stat(&cluster, id, "cluster_batched_commands")
-                .parse::<u64>()
-                .unwrap()
-        })
-        .sum();
+    let batched = stat_sum(&cluster, 0..3, "cluster_batched_commands");
     assert_eq!(batched, 364);
 }
 
@@ -377,13 +377,7 @@ fn linearizable_failed_peer_answers_no_quorum_and_catches_up_after_recover() {
         "the recovered peer catches up\n{}",
         cluster.logs()
     );
-    let read_back: u64 = (0..2)
-        .map(|id| {
-            stat(&cluster, id, "cluster_log_read_back")
-                .parse::<u64>()
-                .unwrap()
-        })
-        .sum();
+    let read_back = stat_sum(&cluster, 0..2, "cluster_log_read_back");
     assert!(
         read_back > 0,
         "the leader read what it sent back from its log file"

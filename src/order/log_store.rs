@@ -74,6 +74,16 @@ struct Location {
 }
 
 impl Location {
+    /// The location of `log_id`, one of `count` entries in the record at `offset`.
+    fn in_record(log_id: LogId<NodeId>, offset: u64, len: u32, count: usize) -> Location {
+        Location {
+            log_id,
+            offset,
+            len,
+            weight: len / count.max(1) as u32,
+        }
+    }
+
     fn end(&self) -> u64 {
         self.offset + u64::from(self.len)
     }
@@ -508,17 +518,15 @@ impl LogStore {
         let record = Record::Append(list);
         // Memory and queue change under one lock, so records queue in call order.
         let mut inner = self.shared.inner.lock();
-        let at = self.queue(&mut inner, &record, waiter)?;
+        let (offset, len) = self.queue(&mut inner, &record, waiter)?;
         let Record::Append(list) = record else {
             unreachable!()
         };
+        let count = list.len();
         for entry in list {
             let index = entry.log_id.index;
             inner.forget(index..=index);
-            let location = Location {
-                log_id: entry.log_id,
-                ..at
-            };
+            let location = Location::in_record(entry.log_id, offset, len, count);
             inner.locations.insert(index, location);
             inner.memory += u64::from(location.weight);
             inner.entries.insert(index, entry);
@@ -526,14 +534,14 @@ impl LogStore {
         Ok(())
     }
 
-    /// Queues `record` for the writer thread at the end of the queued records; returns where
-    /// it will lie. Called with the lock held, so records queue in call order.
+    /// Queues `record` for the writer thread at the end of the queued records; returns its
+    /// offset and length. Called with the lock held, so records queue in call order.
     fn queue(
         &self,
         inner: &mut Inner,
         record: &Record,
         waiter: Waiter,
-    ) -> std::io::Result<Location> {
+    ) -> std::io::Result<(u64, u32)> {
         let bytes = encode(record)?;
         let len = bytes.len() as u32;
         let job = Job {
@@ -547,16 +555,7 @@ impl LogStore {
             .map_err(|_| std::io::Error::other("log writer stopped"))?;
         let offset = inner.queued_end;
         inner.queued_end += u64::from(len);
-        let count = match record {
-            Record::Append(list) => list.len().max(1) as u32,
-            _ => 1,
-        };
-        Ok(Location {
-            log_id: LogId::default(),
-            offset,
-            len,
-            weight: len / count,
-        })
+        Ok((offset, len))
     }
 }
 
@@ -627,14 +626,9 @@ const ENTRIES_PER_RECORD: usize = 256;
 fn replay(contents: &mut Contents, record: Record, offset: u64, len: u32) {
     match record {
         Record::Append(list) => {
-            let weight = len / list.len().max(1) as u32;
+            let count = list.len();
             for entry in list {
-                let location = Location {
-                    log_id: entry.log_id,
-                    offset,
-                    len,
-                    weight,
-                };
+                let location = Location::in_record(entry.log_id, offset, len, count);
                 contents.locations.insert(entry.log_id.index, location);
                 contents.entries.insert(entry.log_id.index, entry);
             }
@@ -696,15 +690,9 @@ impl LiveLog {
                 unreachable!()
             };
             let offset = log.push(&bytes)?;
-            let len = bytes.len() as u32;
             for entry in &list {
-                let weight = len / list.len() as u32;
-                let location = Location {
-                    log_id: entry.log_id,
-                    offset,
-                    len,
-                    weight,
-                };
+                let location =
+                    Location::in_record(entry.log_id, offset, bytes.len() as u32, list.len());
                 locations.insert(entry.log_id.index, location);
             }
             records += 1;
