@@ -326,21 +326,12 @@ struct LogFile {
 }
 
 impl LogFile {
-    /// Writes a new log file holding `records` (already encoded) in place of the current one:
-    /// a temporary file, preallocated, fsynced, then renamed over `log`.
-    fn create(dir: &Path, records: &[Vec<u8>]) -> std::io::Result<LogFile> {
-        let log = LogFile::build(dir, records)?;
+    /// Writes a new, empty log file in place of the current one: a temporary file,
+    /// preallocated, fsynced, then renamed over `log`.
+    fn create_empty(dir: &Path) -> std::io::Result<LogFile> {
+        let log = LogFile::start_build(dir)?.finish()?;
         LogFile::install(dir)?;
         Ok(log)
-    }
-
-    /// Writes `records` to a temporary file beside the log, preallocated and fsynced.
-    fn build(dir: &Path, records: &[Vec<u8>]) -> std::io::Result<LogFile> {
-        let mut builder = LogFile::start_build(dir)?;
-        for record in records {
-            builder.push(record)?;
-        }
-        builder.finish()
     }
 
     /// Starts a temporary file beside the log; [`LogFile::push`] records, then
@@ -377,7 +368,7 @@ impl LogFile {
         Ok(self)
     }
 
-    /// Puts the file [`LogFile::build`] wrote in place of the log, atomically and durably.
+    /// Puts the file [`LogFile::start_build`] began in place of the log, atomically and durably.
     /// Once the rename is done the new file is the log, so a failure to sync the directory
     /// after it is only logged: the caller must switch to the new file either way.
     fn install(dir: &Path) -> std::io::Result<()> {
@@ -569,14 +560,22 @@ fn open_log(dir: &Path, contents: &mut Contents) -> std::io::Result<(LogFile, us
         Err(e) => return Err(e),
     };
     if bytes.is_empty() {
-        return Ok((LogFile::create(dir, &[])?, 0));
+        return Ok((LogFile::create_empty(dir)?, 0));
     }
     let Some(body) = bytes.strip_prefix(MAGIC.as_slice()) else {
         // The older format: replay it, rewrite what it holds in this one, open that.
         let (_, records) = replay_all(&bytes, false, 0, contents);
         tracing::info!(records, "rewriting the log in the current format");
-        let live = live_records(contents.purged, contents.entries.values())?;
-        drop(LogFile::create(dir, &live)?);
+        let live = LiveLog {
+            purged: contents.purged,
+            on_file: Vec::new(),
+            file: Arc::new(File::open(&path)?),
+            in_memory: std::mem::take(&mut contents.entries)
+                .into_values()
+                .collect(),
+        };
+        drop(live.write(dir)?);
+        LogFile::install(dir)?;
         *contents = Contents::default();
         return open_log(dir, contents);
     };
@@ -597,26 +596,6 @@ fn open_log(dir: &Path, contents: &mut Contents) -> std::io::Result<(LogFile, us
         allocated: bytes.len() as u64,
     };
     Ok((log, records))
-}
-
-/// The records that rebuild the live log: the purge point, then the entries after it.
-fn live_records<'a>(
-    purged: Option<LogId<NodeId>>,
-    entries: impl Iterator<Item = &'a Entry>,
-) -> std::io::Result<Vec<Vec<u8>>> {
-    let mut records = Vec::new();
-    if let Some(purged) = purged {
-        records.push(encode(&Record::Purge(purged))?);
-    }
-    let after = purged.map_or(0, |p| p.index + 1);
-    let live: Vec<Entry> = entries
-        .filter(|e| e.log_id.index >= after)
-        .cloned()
-        .collect();
-    for chunk in live.chunks(ENTRIES_PER_RECORD) {
-        records.push(encode(&Record::Append(chunk.to_vec()))?);
-    }
-    Ok(records)
 }
 
 /// Most entries in one record of a rewritten log.
