@@ -5,7 +5,8 @@
 //!
 //! **Test-only switch:** with the environment variable [`UNSAFE_LOCAL_READS_ENV`]
 //! (`MEMCORD_UNSAFE_LOCAL_READS=1`) set when the peer starts, reads skip the read index and
-//! are answered from the local store at once. That breaks linearizability (a cut-off or
+//! are answered from the local store at once, and followers apply committed entries
+//! [`UNSAFE_FOLLOWER_LAG`] late. That breaks linearizability (a cut-off or
 //! lagging peer answers stale values) and exists only so the tests can prove that
 //! `memcord check` catches a broken build. Never set it in a deployment; the peer logs an
 //! error when it is on.
@@ -15,8 +16,13 @@ use super::ordered::ReadPolicy;
 /// The test-only variable that breaks linearizable reads on purpose (see the module docs).
 pub const UNSAFE_LOCAL_READS_ENV: &str = "MEMCORD_UNSAFE_LOCAL_READS";
 
+/// How long the broken build's followers wait before applying what was committed, so that
+/// a read through a follower right after a write misses it for certain (a race alone made
+/// the broken build's stale reads a matter of luck).
+pub const UNSAFE_FOLLOWER_LAG: std::time::Duration = std::time::Duration::from_millis(50);
+
 /// Whether the test-only unsafe local reads are switched on.
-fn unsafe_local_reads() -> bool {
+pub fn unsafe_local_reads() -> bool {
     std::env::var(UNSAFE_LOCAL_READS_ENV).is_ok_and(|v| !v.is_empty() && v != "0")
 }
 

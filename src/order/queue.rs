@@ -41,7 +41,7 @@ use openraft::{BasicNode, Raft, ServerState, SnapshotPolicy};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot, Semaphore};
@@ -78,6 +78,10 @@ pub struct OrderConfig {
     pub key_index: super::state_machine::KeyIndex,
     /// Whether the leader answers read indexes from its lease (see the module docs).
     pub lease_reads: bool,
+    /// **Test-only** (the broken build of [`crate::modes::linearizable`]): a follower waits
+    /// this long before applying what was committed, so it lags its leader for certain.
+    /// Zero (the default) in every real deployment.
+    pub follower_apply_lag: Duration,
 }
 
 impl OrderConfig {
@@ -95,6 +99,7 @@ impl OrderConfig {
             log_memory: super::log_store::DEFAULT_MEMORY_LIMIT,
             key_index: super::state_machine::KeyIndex::Store,
             lease_reads: true,
+            follower_apply_lag: Duration::ZERO,
         }
     }
 }
@@ -253,6 +258,14 @@ impl OrderedQueue {
         .await
         .map_err(|e| StartError::Raft(e.to_string()))?;
         sm.report_applied_to(log.applied_marker());
+        let leading = Arc::new(AtomicBool::new(false));
+        if !config.follower_apply_lag.is_zero() {
+            tracing::error!(
+                lag = ?config.follower_apply_lag,
+                "test-only: followers apply late on purpose"
+            );
+            sm.lag_when_following(config.follower_apply_lag, leading.clone());
+        }
         // openraft 0.9 lets a follower campaign only after its leader's lease (the maximum
         // election timeout) *plus* a randomized election timeout have passed without word
         // from it, so a fail-over takes lease + timeout. With [T/2, T] for the election
@@ -304,6 +317,9 @@ impl OrderedQueue {
             lease: parking_lot::Mutex::new(None),
             counters,
         });
+        if !queue.config.follower_apply_lag.is_zero() {
+            tokio::spawn(track_leadership(queue.raft.metrics(), me, leading));
+        }
         tokio::spawn(queue.clone().batch_writes(write_rx));
         tokio::spawn(queue.clone().batch_reads(read_rx));
         Ok(queue)
@@ -739,5 +755,20 @@ fn reject_forwarded(batch: &mut Vec<PendingWrite>) {
     *batch = own;
     for pending in forwarded {
         let _ = pending.reply.send(Err(QueueError::NotLeader));
+    }
+}
+
+/// Keeps `leading` equal to whether `me` leads, for the test-only follower apply lag.
+async fn track_leadership(
+    mut metrics: tokio::sync::watch::Receiver<openraft::RaftMetrics<NodeId, BasicNode>>,
+    me: NodeId,
+    leading: Arc<AtomicBool>,
+) {
+    loop {
+        let leader = metrics.borrow().current_leader == Some(me);
+        leading.store(leader, Ordering::Relaxed);
+        if metrics.changed().await.is_err() {
+            return;
+        }
     }
 }

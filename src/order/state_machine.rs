@@ -103,6 +103,8 @@ pub struct StateMachine<S: Store> {
     applied_commands: Arc<AtomicU64>,
     /// Where the log learns how far this state machine applied (one past the last index).
     applied_marker: Arc<AtomicU64>,
+    /// Test-only: how long to wait before applying while `leading` is false.
+    follower_lag: Option<(std::time::Duration, Arc<std::sync::atomic::AtomicBool>)>,
 }
 
 fn sm_err(e: impl std::error::Error + 'static) -> StorageError<NodeId> {
@@ -147,6 +149,7 @@ impl<S: Store> StateMachine<S> {
             snapshot_seq: 0,
             applied_commands,
             applied_marker: Arc::default(),
+            follower_lag: None,
         };
         match std::fs::read(dir.join("snapshot")) {
             Ok(bytes) => {
@@ -184,6 +187,16 @@ impl<S: Store> StateMachine<S> {
     pub fn report_applied_to(&mut self, marker: Arc<AtomicU64>) {
         self.applied_marker = marker;
         self.set_applied(self.applied);
+    }
+
+    /// **Test-only**: while `leading` is false, wait `lag` before each apply, so this peer
+    /// lags its leader for certain (see `OrderConfig::follower_apply_lag`).
+    pub fn lag_when_following(
+        &mut self,
+        lag: std::time::Duration,
+        leading: Arc<std::sync::atomic::AtomicBool>,
+    ) {
+        self.follower_lag = Some((lag, leading));
     }
 
     fn set_applied(&mut self, applied: Option<LogId<NodeId>>) {
@@ -388,6 +401,11 @@ impl<S: Store> RaftStateMachine<TypeConfig> for StateMachine<S> {
         I: IntoIterator<Item = Entry> + Send,
         I::IntoIter: Send,
     {
+        if let Some((lag, leading)) = &self.follower_lag {
+            if !leading.load(Ordering::Relaxed) {
+                tokio::time::sleep(*lag).await;
+            }
+        }
         let mut replies = Vec::new();
         let mut last = None;
         for entry in entries {
