@@ -226,6 +226,9 @@ pub struct ClusterSettings {
     /// MiB of applied Raft log entries a peer keeps in memory; older ones are read back from
     /// the log file (a lagging follower, a log rewrite). 0 keeps only unapplied entries.
     pub log_memory_mb: u64,
+    /// Microseconds the ordered queue's leader may hold a busy batch open for the sources of
+    /// its last batches (own clients, followers) to join it; 0 never waits.
+    pub batch_linger_us: u64,
     /// Whether the linearizable mode's leader answers reads from its lease (no quorum round
     /// per read); relies on peers' clocks running at about the same rate.
     pub lease_reads: bool,
@@ -463,6 +466,7 @@ struct RawCluster {
     quorum_timeout_ms: Option<u64>,
     snapshot_logs: Option<u64>,
     log_memory_mb: Option<u64>,
+    batch_linger_us: Option<u64>,
     lease_reads: Option<bool>,
     replication_factor: Option<u32>,
     vnodes: Option<u32>,
@@ -567,6 +571,7 @@ fn resolve(raw: RawConfig, o: &Overrides) -> Result<PeerConfig, ConfigError> {
         quorum_timeout_ms: raw.cluster.quorum_timeout_ms.unwrap_or(2000),
         snapshot_logs: raw.cluster.snapshot_logs.unwrap_or(5000).max(1),
         log_memory_mb: raw.cluster.log_memory_mb.unwrap_or(16).min(1 << 20),
+        batch_linger_us: raw.cluster.batch_linger_us.unwrap_or(1000).min(1_000_000),
         lease_reads: raw.cluster.lease_reads.unwrap_or(true),
         replication_factor: raw.cluster.replication_factor,
         vnodes: raw.cluster.vnodes.unwrap_or(128),

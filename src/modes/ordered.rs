@@ -259,6 +259,7 @@ impl<S: Store> Ordered<S> {
                 "cluster_batched_commands".into(),
                 count(&c.batched_commands),
             ),
+            ("cluster_batch_lingers".into(), count(&c.batch_lingers)),
             ("cluster_read_rounds".into(), count(&c.read_rounds)),
             ("cluster_lease_reads".into(), count(&c.lease_reads)),
             ("cluster_no_quorum".into(), count(&c.no_quorum)),
@@ -307,11 +308,11 @@ impl PeerService for QueueService {
         tracing::debug!(from, "ignoring an eventual-mode push in an ordered mode");
     }
 
-    fn on_request(&self, _from: PeerId, request: PeerRequest) -> ResponseFuture {
+    fn on_request(&self, from: PeerId, request: PeerRequest) -> ResponseFuture {
         let queue = self.queue.clone();
         Box::pin(async move {
             match request {
-                PeerRequest::Order(payload) => queue.on_peer_request(&payload).await,
+                PeerRequest::Order(payload) => queue.on_peer_request(from as u64, &payload).await,
                 _ => PeerResponse::Error("this cluster runs an ordered mode".into()),
             }
         })

@@ -78,6 +78,9 @@ pub struct OrderConfig {
     pub key_index: super::state_machine::KeyIndex,
     /// Whether the leader answers read indexes from its lease (see the module docs).
     pub lease_reads: bool,
+    /// How long a batch may wait for the sources (own clients, followers) of the last two
+    /// batches to join it (zero: never wait); see `RecentSources`.
+    pub batch_linger: Duration,
     /// **Test-only** (the broken build of [`crate::modes::linearizable`]): a follower waits
     /// this long before applying what was committed, so it lags its leader for certain.
     /// Zero (the default) in every real deployment.
@@ -99,6 +102,7 @@ impl OrderConfig {
             log_memory: super::log_store::DEFAULT_MEMORY_LIMIT,
             key_index: super::state_machine::KeyIndex::Store,
             lease_reads: true,
+            batch_linger: Duration::from_millis(1),
             follower_apply_lag: Duration::ZERO,
         }
     }
@@ -171,9 +175,16 @@ type WriteResult = Result<(u64, StoreResult<Outcome>), QueueError>;
 struct PendingWrite {
     command: Command,
     reply: oneshot::Sender<WriteResult>,
-    /// Sent here by a follower: appended only while this peer leads, never forwarded again
-    /// (the follower retries it elsewhere on `NotLeader`).
-    forwarded: bool,
+    /// The follower that sent it here (`None`: this peer's own client). A forwarded command
+    /// is appended only while this peer leads, never forwarded again (the follower retries
+    /// it elsewhere on `NotLeader`).
+    origin: Option<NodeId>,
+}
+
+impl PendingWrite {
+    fn forwarded(&self) -> bool {
+        self.origin.is_some()
+    }
 }
 
 /// Counters for `stats cluster`.
@@ -184,6 +195,8 @@ pub struct QueueCounters {
     /// Commands of this peer's own clients in those batches (forwarded ones are counted by
     /// the peer that forwarded them).
     pub batched_commands: AtomicU64,
+    /// Batches held open for the sources of the last batches ([`OrderConfig::batch_linger`]).
+    pub batch_lingers: AtomicU64,
     /// Leadership confirmations for reads.
     pub read_rounds: AtomicU64,
     /// Read indexes the leader answered from its lease, without a confirmation round.
@@ -335,7 +348,7 @@ impl OrderedQueue {
             .send(PendingWrite {
                 command,
                 reply,
-                forwarded: false,
+                origin: None,
             })
             .await
             .is_err()
@@ -444,6 +457,7 @@ impl OrderedQueue {
 
     async fn batch_writes(self: Arc<Self>, mut rx: mpsc::Receiver<PendingWrite>) {
         let slots = Arc::new(Semaphore::new(self.config.max_inflight.max(1)));
+        let mut sources = RecentSources::default();
         while let Some(first) = rx.recv().await {
             let Ok(permit) = slots.clone().acquire_owned().await else {
                 return;
@@ -455,10 +469,19 @@ impl OrderedQueue {
                 batch.len() < max_batch
             })
             .await;
+            if !self.config.batch_linger.is_zero() {
+                if let Some(expected) = sources.expected() {
+                    let linger_for = self.config.batch_linger;
+                    if linger(&mut rx, &mut batch, &expected, max_batch, linger_for).await {
+                        self.counters.batch_lingers.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+                sources.saw(&batch);
+            }
             let this = self.clone();
             tokio::spawn(async move {
                 this.counters.batches.fetch_add(1, Ordering::Relaxed);
-                let own = batch.iter().filter(|p| !p.forwarded).count();
+                let own = batch.iter().filter(|p| !p.forwarded()).count();
                 this.counters
                     .batched_commands
                     .fetch_add(own as u64, Ordering::Relaxed);
@@ -588,7 +611,7 @@ impl OrderedQueue {
 
     /// Queues a follower's batch behind this leader's own writes and waits for every
     /// command's result; a peer that does not lead answers `NotLeader` for all at once.
-    async fn write_forwarded(&self, batch: Batch) -> Vec<WriteResult> {
+    async fn write_forwarded(&self, from: NodeId, batch: Batch) -> Vec<WriteResult> {
         if self.leader() != Some(self.me) {
             return vec![Err(QueueError::NotLeader); batch.commands.len()];
         }
@@ -598,7 +621,7 @@ impl OrderedQueue {
             let pending = PendingWrite {
                 command,
                 reply,
-                forwarded: true,
+                origin: Some(from),
             };
             if self.writes.send(pending).await.is_err() {
                 answers.push(None);
@@ -718,7 +741,7 @@ impl OrderedQueue {
     }
 
     /// Serves one `PeerRequest::Order` payload from `from`.
-    pub async fn on_peer_request(&self, payload: &[u8]) -> PeerResponse {
+    pub async fn on_peer_request(&self, from: NodeId, payload: &[u8]) -> PeerResponse {
         let request: OrderRequest = match postcard::from_bytes(payload) {
             Ok(request) => request,
             Err(err) => return PeerResponse::Error(format!("undecodable queue request: {err}")),
@@ -731,7 +754,9 @@ impl OrderedQueue {
             OrderRequest::InstallSnapshot(rpc) => {
                 OrderResponse::InstallSnapshot(self.raft.install_snapshot(rpc).await)
             }
-            OrderRequest::Write(batch) => OrderResponse::Write(self.write_forwarded(batch).await),
+            OrderRequest::Write(batch) => {
+                OrderResponse::Write(self.write_forwarded(from, batch).await)
+            }
             OrderRequest::ReadIndex => OrderResponse::ReadIndex(
                 tokio::time::timeout(self.config.quorum_timeout, self.read_index_here())
                     .await
@@ -740,6 +765,80 @@ impl OrderedQueue {
         };
         PeerResponse::Order(encode(&response))
     }
+}
+
+/// Where the last two batches' commands came from (this peer's clients as `None`, the
+/// followers that forwarded some) and how many there were.
+///
+/// With one batch in flight, a follower's forwarded commands, answered when a batch is
+/// applied, come back only after the next batch has left with this peer's own clients'
+/// commands: the clients split into two waves, each paying for a whole replication round
+/// (three fsyncs, the AppendEntries, the applies). Waiting briefly for the sources of the
+/// last two batches merges the waves into one entry.
+#[derive(Default)]
+struct RecentSources {
+    /// (sources, commands) of the last batch and of the one before.
+    last: (Vec<Option<NodeId>>, usize),
+    before: (Vec<Option<NodeId>>, usize),
+}
+
+/// Fewest commands in the last two batches for the next one to wait for their sources: a
+/// lightly loaded queue answers at once (a single client that moves between peers would
+/// otherwise wait out every linger).
+const LINGER_MIN_COMMANDS: usize = 8;
+
+impl RecentSources {
+    /// The sources seen in either of the last two batches, if they were busy enough to be
+    /// worth waiting for.
+    fn expected(&self) -> Option<Vec<Option<NodeId>>> {
+        if self.last.1 + self.before.1 < LINGER_MIN_COMMANDS {
+            return None;
+        }
+        let mut all: Vec<_> = self.last.0.iter().chain(&self.before.0).copied().collect();
+        all.sort_unstable();
+        all.dedup();
+        Some(all)
+    }
+
+    /// Records the sources of the batch about to be appended.
+    fn saw(&mut self, batch: &[PendingWrite]) {
+        let mut now: Vec<_> = batch.iter().map(|p| p.origin).collect();
+        now.sort_unstable();
+        now.dedup();
+        self.before = std::mem::replace(&mut self.last, (now, batch.len()));
+    }
+}
+
+/// Adds to `batch` what arrives on `rx` until every source in `expected` has a command in
+/// it, the batch is full, or `linger` has passed; returns whether it waited at all.
+async fn linger(
+    rx: &mut mpsc::Receiver<PendingWrite>,
+    batch: &mut Vec<PendingWrite>,
+    expected: &[Option<NodeId>],
+    max_batch: usize,
+    linger: Duration,
+) -> bool {
+    let missing = |batch: &[PendingWrite]| {
+        expected
+            .iter()
+            .any(|source| !batch.iter().any(|p| p.origin == *source))
+    };
+    let deadline = Instant::now() + linger;
+    let mut waited = false;
+    while batch.len() < max_batch && missing(batch) {
+        waited = true;
+        match tokio::time::timeout_at(deadline, rx.recv()).await {
+            Ok(Some(more)) => batch.push(more),
+            Ok(None) | Err(_) => return waited,
+        }
+        while batch.len() < max_batch {
+            match rx.try_recv() {
+                Ok(more) => batch.push(more),
+                Err(_) => break,
+            }
+        }
+    }
+    waited
 }
 
 /// Answers every command of `batch` with `err`.
@@ -751,7 +850,7 @@ fn answer_all(batch: &mut Vec<PendingWrite>, err: QueueError) {
 
 /// Answers `NotLeader` to the forwarded commands of `batch` and keeps the others.
 fn reject_forwarded(batch: &mut Vec<PendingWrite>) {
-    let (forwarded, own): (Vec<_>, Vec<_>) = batch.drain(..).partition(|p| p.forwarded);
+    let (forwarded, own): (Vec<_>, Vec<_>) = batch.drain(..).partition(|p| p.forwarded());
     *batch = own;
     for pending in forwarded {
         let _ = pending.reply.send(Err(QueueError::NotLeader));
@@ -770,5 +869,113 @@ async fn track_leadership(
         if metrics.changed().await.is_err() {
             return;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::Timestamp;
+    use bytes::Bytes;
+
+    fn many(n: usize, origin: Option<NodeId>) -> Vec<PendingWrite> {
+        (0..n).map(|_| pending(origin)).collect()
+    }
+
+    fn pending(origin: Option<NodeId>) -> PendingWrite {
+        let (reply, _) = oneshot::channel();
+        PendingWrite {
+            command: Command::Delete {
+                key: Bytes::from_static(b"k"),
+                version: Timestamp::ZERO,
+            },
+            reply,
+            origin,
+        }
+    }
+
+    fn origins(batch: &[PendingWrite]) -> Vec<Option<NodeId>> {
+        batch.iter().map(|p| p.origin).collect()
+    }
+
+    #[test]
+    fn a_lightly_loaded_queue_waits_for_nobody() {
+        let mut sources = RecentSources::default();
+        assert_eq!(sources.expected(), None, "nothing seen yet");
+        sources.saw(&[pending(None), pending(Some(2))]);
+        sources.saw(&[pending(Some(3))]);
+        assert_eq!(sources.expected(), None, "three commands in two batches");
+    }
+
+    #[test]
+    fn a_busy_queue_waits_for_the_sources_of_its_last_two_batches() {
+        let mut sources = RecentSources::default();
+        sources.saw(&many(5, Some(2)));
+        let own_and_three: Vec<_> = (0..4)
+            .map(|i| pending(if i % 2 == 0 { None } else { Some(3) }))
+            .collect();
+        sources.saw(&own_and_three);
+        assert_eq!(sources.expected(), Some(vec![None, Some(2), Some(3)]));
+        // A source absent from the last two batches is no longer waited for.
+        sources.saw(&many(8, None));
+        assert_eq!(sources.expected(), Some(vec![None, Some(3)]));
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_batch_stops_lingering_once_every_expected_source_joined() {
+        let (tx, mut rx) = mpsc::channel(16);
+        let mut batch = vec![pending(None)];
+        let sender = tokio::spawn(async move {
+            tx.send(pending(Some(2))).await.unwrap();
+            tokio::task::yield_now().await;
+            tx.send(pending(Some(3))).await.unwrap();
+            tx.send(pending(Some(2))).await.unwrap();
+            tx
+        });
+        let expected = [None, Some(2), Some(3)];
+        // The linger is an hour: returning within the test's deadline proves it stopped early.
+        let hour = Duration::from_secs(3600);
+        tokio::time::timeout(
+            Duration::from_secs(10),
+            linger(&mut rx, &mut batch, &expected, 64, hour),
+        )
+        .await
+        .expect("linger returned once all sources joined");
+        assert_eq!(origins(&batch), vec![None, Some(2), Some(3), Some(2)]);
+        let tx = sender.await.unwrap();
+        let waited = linger(&mut rx, &mut batch, &expected, 64, hour).await;
+        assert!(!waited, "every source is already in the batch");
+        drop(tx);
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_missing_source_is_waited_for_no_longer_than_the_linger() {
+        let (tx, mut rx) = mpsc::channel(16);
+        let mut batch = vec![pending(None)];
+        let linger_for = Duration::from_millis(30);
+        let started = Instant::now();
+        let waited = linger(&mut rx, &mut batch, &[None, Some(2)], 64, linger_for).await;
+        assert!(waited);
+        assert!(started.elapsed() >= linger_for);
+        assert_eq!(origins(&batch), vec![None]);
+        drop(tx);
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_full_batch_stops_lingering() {
+        let (tx, mut rx) = mpsc::channel(16);
+        for _ in 0..5 {
+            tx.send(pending(None)).await.unwrap();
+        }
+        let mut batch = vec![pending(None)];
+        let hour = Duration::from_secs(3600);
+        tokio::time::timeout(
+            Duration::from_secs(10),
+            linger(&mut rx, &mut batch, &[None, Some(2)], 4, hour),
+        )
+        .await
+        .expect("linger returned with a full batch");
+        assert_eq!(batch.len(), 4);
+        assert!(rx.try_recv().is_ok(), "the rest stays queued");
     }
 }

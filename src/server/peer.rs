@@ -227,6 +227,7 @@ async fn start_queue(
     order.election_timeout = Duration::from_millis(cluster.failure_timeout_ms.max(10));
     order.snapshot_logs = cluster.snapshot_logs;
     order.log_memory = cluster.log_memory_mb << 20;
+    order.batch_linger = Duration::from_micros(cluster.batch_linger_us);
     order.lease_reads = cluster.lease_reads;
     if cluster.consistency == Consistency::Linearizable
         && crate::modes::linearizable::unsafe_local_reads()
