@@ -569,7 +569,7 @@ fn resolve(raw: RawConfig, o: &Overrides) -> Result<PeerConfig, ConfigError> {
         ),
         fsync: raw.cluster.fsync.unwrap_or(true),
         quorum_timeout_ms: raw.cluster.quorum_timeout_ms.unwrap_or(2000),
-        snapshot_logs: raw.cluster.snapshot_logs.unwrap_or(5000).max(1),
+        snapshot_logs: raw.cluster.snapshot_logs.unwrap_or(5000),
         log_memory_mb: raw.cluster.log_memory_mb.unwrap_or(16).min(1 << 20),
         batch_linger_us: raw.cluster.batch_linger_us.unwrap_or(1000).min(1_000_000),
         lease_reads: raw.cluster.lease_reads.unwrap_or(true),
@@ -580,6 +580,14 @@ fn resolve(raw: RawConfig, o: &Overrides) -> Result<PeerConfig, ConfigError> {
         max_hints: raw.cluster.max_hints.unwrap_or(100_000),
         max_hint_bytes: raw.cluster.max_hint_bytes.unwrap_or(64 * 1024 * 1024),
     };
+    if cluster.snapshot_logs == 0 {
+        // Snapshots are what compacts the log: without them it would grow without bound.
+        return Err(ConfigError::Invalid(
+            "cluster.snapshot_logs must be at least 1 (log entries between snapshots, which \
+             are what compacts the log)"
+                .into(),
+        ));
+    }
     if !(1..=crate::cluster::ring::MAX_VNODES).contains(&cluster.vnodes) {
         return Err(ConfigError::Invalid(format!(
             "cluster.vnodes must be from 1 to {}",

@@ -146,6 +146,16 @@ fn errors_say_what_is_wrong() {
         .to_string();
     assert!(err.contains("max_conections"), "{err}");
 
+    // Zero used to mean a snapshot after every log entry.
+    let f = file("[cluster]\nsnapshot_logs = 0\n");
+    let err = load(&with_file(&f, None), no_env())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.starts_with("cluster.snapshot_logs must be at least 1"),
+        "{err}"
+    );
+
     let f = file("[server]\nmax_connections = lots\n");
     let err = load(&with_file(&f, None), no_env())
         .unwrap_err()
