@@ -15,7 +15,9 @@
 //! it is opened.
 //!
 //! **Preallocation.** The file is grown ahead of the records by writing zeros (in steps of half
-//! its size, 1 to 8 MiB, so one step holds the writer up for milliseconds) and fsyncing once;
+//! its size, 1 to 8 MiB) and fsyncing once, by a helper thread beside the writer: the writer
+//! writes only below the length the helper last made durable, and waits for it only when a
+//! group does not fit;
 //! records then overwrite blocks that already exist, so the `fdatasync` that makes a group
 //! durable flushes data only. Appending instead would
 //! change the file's size on every group, and each such `fdatasync` would also commit the
@@ -323,6 +325,10 @@ struct LogFile {
     end: u64,
     /// The file's length: zeros from `end` to here.
     allocated: u64,
+    /// Zeros being written past `allocated` by a helper thread, which returns the file's new
+    /// length once they are durable. Until then that region belongs to the helper: records
+    /// are written only below `allocated`.
+    growing: Option<std::thread::JoinHandle<std::io::Result<u64>>>,
 }
 
 impl LogFile {
@@ -349,6 +355,7 @@ impl LogFile {
             file,
             end,
             allocated: end,
+            growing: None,
         })
     }
 
@@ -395,14 +402,69 @@ impl LogFile {
         Ok(())
     }
 
-    /// Preallocates at least `needed` bytes past the records, durably.
+    /// Preallocates at least `needed` bytes past the records, durably: waits for the helper's
+    /// zeros if they are still being written, and writes more itself if they do not suffice.
     fn reserve(&mut self, needed: u64) -> std::io::Result<()> {
+        if self.end + needed > self.allocated {
+            self.collect_growth(true);
+        }
         if self.end + needed <= self.allocated {
             return Ok(());
         }
         let target = self.end + needed + self.growth();
         self.zero_fill(target)?;
         self.file.sync_all()
+    }
+
+    /// Starts a helper thread growing the file by one step once less than half a step is
+    /// left past the records, so that the writer seldom waits for zeros (an 8 MiB step
+    /// written and fsynced in line held every append behind it for tens of milliseconds).
+    fn grow_in_background(&mut self) {
+        self.collect_growth(false);
+        let growth = self.growth();
+        if self.growing.is_some() || self.allocated - self.end >= growth / 2 {
+            return;
+        }
+        let file = match self.file.try_clone() {
+            Ok(file) => file,
+            Err(err) => {
+                tracing::warn!(%err, "could not preallocate the log in the background");
+                return;
+            }
+        };
+        let (from, to) = (self.allocated, self.allocated + growth);
+        let spawned = std::thread::Builder::new()
+            .name("memcord-log-grow".into())
+            .spawn(move || {
+                let mut grown = LogFile {
+                    file,
+                    end: from,
+                    allocated: from,
+                    growing: None,
+                };
+                grown.zero_fill(to)?;
+                grown.file.sync_all()?;
+                Ok(to)
+            });
+        match spawned {
+            Ok(handle) => self.growing = Some(handle),
+            Err(err) => tracing::warn!(%err, "could not start preallocating the log"),
+        }
+    }
+
+    /// Takes the helper's result if it is done (or, with `wait`, once it is).
+    fn collect_growth(&mut self, wait: bool) {
+        if !wait && !self.growing.as_ref().is_some_and(|h| h.is_finished()) {
+            return;
+        }
+        let Some(handle) = self.growing.take() else {
+            return;
+        };
+        match handle.join() {
+            Ok(Ok(to)) => self.allocated = self.allocated.max(to),
+            Ok(Err(err)) => tracing::warn!(%err, "could not preallocate the log"),
+            Err(_) => tracing::warn!("the log's preallocation thread panicked"),
+        }
     }
 
     /// Writes `bytes` after the last record; with `sync`, durably.
@@ -594,6 +656,7 @@ fn open_log(dir: &Path, contents: &mut Contents) -> std::io::Result<(LogFile, us
         file,
         end: end as u64,
         allocated: bytes.len() as u64,
+        growing: None,
     };
     Ok((log, records))
 }
@@ -826,13 +889,8 @@ impl Writer {
                     }
                 }
             }
-            // Grow the file now, between groups, rather than in the middle of the next one.
-            let growth = self.log.growth();
-            if self.log.allocated - self.log.end < growth / 2 {
-                if let Err(err) = self.log.reserve(growth) {
-                    tracing::warn!(%err, "could not preallocate the log");
-                }
-            }
+            // Grow the file ahead of the records, beside the writer rather than in its way.
+            self.log.grow_in_background();
         }
     }
 
@@ -1141,6 +1199,48 @@ mod tests {
             next += 200;
         }
         assert!(log.allocated > log.end);
+        drop(log);
+        let (_, indexes, _) = reopen(dir.path());
+        assert_eq!(indexes, (1..next).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn the_file_grows_beside_the_writer_and_never_over_its_records() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut log, _, _) = reopen(dir.path());
+        let mut next = 1;
+        // Fill the preallocated room to less than half a step, then grow in the background.
+        while log.allocated - log.end >= log.growth() / 2 {
+            log.append(&append(next..next + 50), false).unwrap();
+            next += 50;
+        }
+        let before = log.allocated;
+        log.grow_in_background();
+        assert!(log.growing.is_some(), "a helper grows the file");
+        assert_eq!(
+            log.allocated, before,
+            "its zeros are not the writer's until done"
+        );
+        // Records that do not fit wait for the helper, then grow the file themselves.
+        let mut n = 1000;
+        while log.end + append(next..next + n).len() as u64 <= before {
+            n *= 2;
+        }
+        let big = append(next..next + n);
+        next += n;
+        log.append(&big, true).unwrap();
+        assert!(log.growing.is_none());
+        assert!(log.allocated >= log.end);
+        log.grow_in_background();
+        log.collect_growth(true);
+        let len = std::fs::metadata(dir.path().join("log")).unwrap().len();
+        assert_eq!(
+            len, log.allocated,
+            "the file is as long as the helper made it"
+        );
+        assert!(log.allocated - log.end >= log.growth() / 2);
+        log.append(&append(next..next + 10), true).unwrap();
+        next += 10;
         drop(log);
         let (_, indexes, _) = reopen(dir.path());
         assert_eq!(indexes, (1..next).collect::<Vec<_>>());
