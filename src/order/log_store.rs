@@ -393,12 +393,8 @@ impl LogFile {
 
     /// Extends the file with zeros up to `len` (no fsync).
     fn zero_fill(&mut self, len: u64) -> std::io::Result<()> {
-        static ZEROS: [u8; ZERO_BLOCK] = [0; ZERO_BLOCK];
-        while self.allocated < len {
-            let n = (len - self.allocated).min(ZERO_BLOCK as u64) as usize;
-            self.file.write_all_at(&ZEROS[..n], self.allocated)?;
-            self.allocated += n as u64;
-        }
+        write_zeros(&self.file, self.allocated, len)?;
+        self.allocated = self.allocated.max(len);
         Ok(())
     }
 
@@ -436,14 +432,8 @@ impl LogFile {
         let spawned = std::thread::Builder::new()
             .name("memcord-log-grow".into())
             .spawn(move || {
-                let mut grown = LogFile {
-                    file,
-                    end: from,
-                    allocated: from,
-                    growing: None,
-                };
-                grown.zero_fill(to)?;
-                grown.file.sync_all()?;
+                write_zeros(&file, from, to)?;
+                file.sync_all()?;
                 Ok(to)
             });
         match spawned {
@@ -477,6 +467,18 @@ impl LogFile {
         self.end += bytes.len() as u64;
         Ok(())
     }
+}
+
+/// Writes zeros to `file` from `from` up to `to` (no fsync).
+fn write_zeros(file: &File, from: u64, to: u64) -> std::io::Result<()> {
+    static ZEROS: [u8; ZERO_BLOCK] = [0; ZERO_BLOCK];
+    let mut at = from;
+    while at < to {
+        let n = (to - at).min(ZERO_BLOCK as u64) as usize;
+        file.write_all_at(&ZEROS[..n], at)?;
+        at += n as u64;
+    }
+    Ok(())
 }
 
 /// How much the log's entries in memory may weigh by default (see the module docs).

@@ -818,22 +818,28 @@ async fn linger(
     max_batch: usize,
     linger: Duration,
 ) -> bool {
-    let missing = |batch: &[PendingWrite]| {
-        expected
-            .iter()
-            .any(|source| !batch.iter().any(|p| p.origin == *source))
+    // The sources still missing, struck off as their commands arrive: each command is
+    // looked at once, however the batch fills.
+    let mut missing: Vec<Option<NodeId>> = expected
+        .iter()
+        .filter(|source| !batch.iter().any(|p| p.origin == **source))
+        .copied()
+        .collect();
+    let take = |batch: &mut Vec<PendingWrite>, missing: &mut Vec<_>, more: PendingWrite| {
+        missing.retain(|source| *source != more.origin);
+        batch.push(more);
     };
     let deadline = Instant::now() + linger;
     let mut waited = false;
-    while batch.len() < max_batch && missing(batch) {
+    while batch.len() < max_batch && !missing.is_empty() {
         waited = true;
         match tokio::time::timeout_at(deadline, rx.recv()).await {
-            Ok(Some(more)) => batch.push(more),
+            Ok(Some(more)) => take(batch, &mut missing, more),
             Ok(None) | Err(_) => return waited,
         }
         while batch.len() < max_batch {
             match rx.try_recv() {
-                Ok(more) => batch.push(more),
+                Ok(more) => take(batch, &mut missing, more),
                 Err(_) => break,
             }
         }
