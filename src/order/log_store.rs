@@ -11,8 +11,11 @@
 //! whose entries were never acknowledged, since openraft is told an append is durable only
 //! after the fsync. A torn record's bytes are zeroed at open, so they cannot be mistaken for
 //! records later. When dead records outweigh live entries the file is rewritten (tmp + fsync +
-//! rename). A log in the older format (no header, no checksums) is rewritten in this one when
-//! it is opened.
+//! rename) with the entries after the purge point; those at or before it that openraft may
+//! still read (see `purge`) are read from the replaced file, kept open, until the next purge.
+//! Copying them instead made each rewrite copy everything written since the previous purge
+//! (thousands of entries, more than the live log itself). A log in the older format (no
+//! header, no checksums) is rewritten in this one when it is opened.
 //!
 //! **Preallocation.** The file is grown ahead of the records by writing zeros (in steps of half
 //! its size, 1 to 8 MiB) and fsyncing once, by a helper thread beside the writer: the writer
@@ -117,9 +120,37 @@ struct Inner {
     written_end: u64,
     /// The current file, for reading records back.
     reader: Arc<File>,
+    /// Entries at or before the purge point that rewrites of the file left out, still
+    /// readable from the files they replaced until the next purge (see `purge`); oldest
+    /// first.
+    retired: Vec<Retired>,
     /// Entries read back from the file so far.
     read_back: u64,
     purged: Option<LogId<NodeId>>,
+}
+
+/// Entries a rewrite of the log left out (they are at or before its purge point) while
+/// openraft may still read them: where they lie in the replaced file, kept open for them.
+struct Retired {
+    file: Arc<File>,
+    locations: BTreeMap<u64, Location>,
+}
+
+/// Entries to read back from one file, in index order, with where their records lie.
+struct FileRun {
+    file: Arc<File>,
+    entries: Vec<(u64, Location)>,
+}
+
+impl FileRun {
+    /// The run's entries, read back and decoded.
+    fn read(&self) -> std::io::Result<Vec<Entry>> {
+        let mut records = RecordReader::new(&self.file);
+        self.entries
+            .iter()
+            .map(|(index, location)| records.entry(*index, location))
+            .collect()
+    }
 }
 
 impl Inner {
@@ -156,18 +187,38 @@ impl Inner {
 
     /// The entries at the indexes in `range`: from memory, or read back from their records.
     fn read(&mut self, range: impl RangeBounds<u64> + Clone) -> std::io::Result<Vec<Entry>> {
-        let on_file = self.on_file(range.clone());
-        let mut records = RecordReader::new(&self.reader);
-        let mut out = Vec::with_capacity(on_file.len());
-        for (index, location) in &on_file {
-            out.push(records.entry(*index, location)?);
+        let mut out = Vec::new();
+        for run in self.on_files(range.clone()) {
+            out.extend(run.read()?);
         }
         self.read_back += out.len() as u64;
         out.extend(self.entries.range(range).map(|(_, e)| e.clone()));
         Ok(out)
     }
 
-    /// The indexes in `range` whose entries are not in memory, with their locations.
+    /// The entries in `range` that are not in memory, by file: those left in the replaced
+    /// file, then those in the current one.
+    fn on_files(&self, range: impl RangeBounds<u64> + Clone) -> Vec<FileRun> {
+        let mut runs: Vec<FileRun> = (self.retired.iter())
+            .map(|r| FileRun {
+                file: r.file.clone(),
+                entries: r
+                    .locations
+                    .range(range.clone())
+                    .map(|(&i, &l)| (i, l))
+                    .collect(),
+            })
+            .collect();
+        runs.push(FileRun {
+            file: self.reader.clone(),
+            entries: self.on_file(range),
+        });
+        runs.retain(|run| !run.entries.is_empty());
+        runs
+    }
+
+    /// The indexes in `range` whose entries are not in memory and lie in the current file,
+    /// with their locations.
     fn on_file(&self, range: impl RangeBounds<u64>) -> Vec<(u64, Location)> {
         let first_in_memory = self.entries.keys().next().copied().unwrap_or(u64::MAX);
         self.locations
@@ -275,15 +326,27 @@ const MAX_GROWTH: u64 = 8 << 20;
 const ZERO_BLOCK: usize = 1 << 20;
 
 fn encode(record: &Record) -> std::io::Result<Vec<u8>> {
-    let mut buf = vec![0u8; FRAME_HEADER];
-    let mut buf =
-        postcard::to_extend(record, std::mem::take(&mut buf)).map_err(std::io::Error::other)?;
-    let body_len = buf.len() - FRAME_HEADER;
+    let mut buf = Vec::new();
+    encode_into(record, &mut buf)?;
+    Ok(buf)
+}
+
+/// Frames `record` into `buf` (cleared first): length, checksum, body. `buf` is sized once,
+/// exactly, and keeps its capacity, so a writer framing record after record reuses one
+/// buffer instead of growing a fresh one each time (each growth of a large buffer faults in,
+/// and zeroes, pages the kernel has to find first).
+fn encode_into(record: &Record, buf: &mut Vec<u8>) -> std::io::Result<()> {
+    let body_len = super::encoded_size(record).map_err(std::io::Error::other)?;
     let len = u32::try_from(body_len).map_err(|_| std::io::Error::other("record too large"))?;
+    buf.clear();
+    buf.reserve(FRAME_HEADER + body_len);
+    buf.extend_from_slice(&[0; FRAME_HEADER]);
+    *buf = postcard::to_extend(record, std::mem::take(buf)).map_err(std::io::Error::other)?;
+    debug_assert_eq!(buf.len(), FRAME_HEADER + body_len);
     let crc = crc32fast::hash(&buf[FRAME_HEADER..]);
     buf[..4].copy_from_slice(&len.to_le_bytes());
     buf[4..FRAME_HEADER].copy_from_slice(&crc.to_le_bytes());
-    Ok(buf)
+    Ok(())
 }
 
 /// Replays the records at the start of `bytes` (this format when `checked`, else the older
@@ -525,6 +588,7 @@ impl LogStore {
                 queued_end: log.end,
                 written_end: log.end,
                 reader: Arc::new(log.file.try_clone()?),
+                retired: Vec::new(),
                 read_back: 0,
                 purged: contents.purged,
             }),
@@ -665,6 +729,10 @@ fn open_log(dir: &Path, contents: &mut Contents) -> std::io::Result<(LogFile, us
 
 /// Most entries in one record of a rewritten log.
 const ENTRIES_PER_RECORD: usize = 256;
+/// A rewritten log's record closes once its entries reach this many bytes: reading one
+/// entry back (a lagging follower's catch-up) reads and decodes its whole record, and the
+/// rewrite frames each record in one buffer.
+const RECORD_BYTES: usize = 1 << 20;
 
 /// Applies one replayed record, which lies at `offset` and spans `len` bytes of the file.
 fn replay(contents: &mut Contents, record: Record, offset: u64, len: u32) {
@@ -715,21 +783,21 @@ struct LiveLog {
 
 impl LiveLog {
     /// Writes the live log as a new file: its entries (read back or from memory) in records
-    /// of [`ENTRIES_PER_RECORD`], then the purge point. Entries up to the purge point are
-    /// copied too (replay drops them again): openraft may still read the ones after the
-    /// previous purge point (see `purge`). Returns the file, its record count and where each
-    /// entry now lies.
+    /// of at most [`ENTRIES_PER_RECORD`] entries and about [`RECORD_BYTES`], then the purge
+    /// point. Returns the file, its record count and where each entry now lies.
     fn write(self, dir: &Path) -> std::io::Result<Built> {
         let mut log = LogFile::start_build(dir)?;
         let mut locations = BTreeMap::new();
         let mut records = 0;
         let mut chunk: Vec<Entry> = Vec::with_capacity(ENTRIES_PER_RECORD);
+        let mut chunk_bytes = 0;
+        let mut bytes = Vec::new();
         let mut flush = |chunk: &mut Vec<Entry>, log: &mut LogFile| -> std::io::Result<()> {
             if chunk.is_empty() {
                 return Ok(());
             }
             let record = Record::Append(std::mem::take(chunk));
-            let bytes = encode(&record)?;
+            encode_into(&record, &mut bytes)?;
             let Record::Append(list) = record else {
                 unreachable!()
             };
@@ -742,18 +810,21 @@ impl LiveLog {
             records += 1;
             Ok(())
         };
+        let mut add = |entry: Entry, log: &mut LogFile| -> std::io::Result<()> {
+            chunk_bytes += super::encoded_size(&entry).map_err(std::io::Error::other)?;
+            chunk.push(entry);
+            if chunk.len() == ENTRIES_PER_RECORD || chunk_bytes >= RECORD_BYTES {
+                chunk_bytes = 0;
+                flush(&mut chunk, log)?;
+            }
+            Ok(())
+        };
         let mut on_file = RecordReader::new(&self.file);
         for (index, location) in &self.on_file {
-            chunk.push(on_file.entry(*index, location)?);
-            if chunk.len() == ENTRIES_PER_RECORD {
-                flush(&mut chunk, &mut log)?;
-            }
+            add(on_file.entry(*index, location)?, &mut log)?;
         }
         for entry in self.in_memory {
-            chunk.push(entry);
-            if chunk.len() == ENTRIES_PER_RECORD {
-                flush(&mut chunk, &mut log)?;
-            }
+            add(entry, &mut log)?;
         }
         flush(&mut chunk, &mut log)?;
         if let Some(purged) = self.purged {
@@ -924,9 +995,12 @@ impl Writer {
             if self.records < 64 || self.records < 4 * (live / ENTRIES_PER_RECORD + 1) {
                 return;
             }
+            // Entries at or before the purge point stay readable from this file (which
+            // the rewrite leaves open) instead of being copied; see `finish_compaction`.
+            let after_purge = inner.purged.map_or(0, |p| p.index + 1);
             LiveLog {
                 purged: inner.purged,
-                on_file: inner.on_file(..),
+                on_file: inner.on_file(after_purge..),
                 file: inner.reader.clone(),
                 in_memory: inner.entries.values().cloned().collect(),
             }
@@ -962,9 +1036,11 @@ impl Writer {
         };
         let mut inner = shared.inner.lock();
         // Records from `tail_start` on (written meanwhile, or still queued) keep their order
-        // after the rewritten live log; older ones are in the rewritten part.
+        // after the rewritten live log; older ones are in the rewritten part, or, at or
+        // before the purge point, left in the old file (see `maybe_compact`).
         let moved = |offset: u64| offset - tail_start + built.tail_at;
         let mut locations = BTreeMap::new();
+        let mut retired = BTreeMap::new();
         for (&index, location) in &inner.locations {
             let now = if location.offset >= tail_start {
                 Some(Location {
@@ -982,10 +1058,22 @@ impl Writer {
                 Some(now) => {
                     locations.insert(index, now);
                 }
+                None if inner.purged.is_some_and(|p| index <= p.index) => {
+                    retired.insert(index, *location);
+                }
                 None => tracing::warn!(index, "a log entry is missing from the rewritten log"),
             }
         }
         inner.locations = locations;
+        // Left out of the rewrite: read from the old file (open, though no longer named)
+        // until the next purge forgets them.
+        if !retired.is_empty() {
+            let file = inner.reader.clone();
+            inner.retired.push(Retired {
+                file,
+                locations: retired,
+            });
+        }
         inner.memory = inner
             .entries
             .keys()
@@ -1018,16 +1106,12 @@ impl RaftLogReader<TypeConfig> for LogStore {
         // They are committed, so they cannot change meanwhile, and the file handle stays
         // valid even if a rewrite replaces the file. What is left is read under the lock;
         // entries that left memory in between are read back there.
-        let (on_file, reader) = {
-            let inner = self.shared.inner.lock();
-            (inner.on_file(range.clone()), inner.reader.clone())
-        };
-        let mut records = RecordReader::new(&reader);
-        let mut out = Vec::with_capacity(on_file.len());
-        for (index, location) in &on_file {
-            out.push(records.entry(*index, location).map_err(read_err)?);
+        let runs = self.shared.inner.lock().on_files(range.clone());
+        let mut out = Vec::new();
+        for run in &runs {
+            out.extend(run.read().map_err(read_err)?);
         }
-        let rest = match on_file.last() {
+        let rest = match runs.last().and_then(|run| run.entries.last()) {
             Some((last, _)) => (Bound::Excluded(*last), range.end_bound().cloned()),
             None => (range.start_bound().cloned(), range.end_bound().cloned()),
         };
@@ -1133,6 +1217,11 @@ impl RaftLogStorage<TypeConfig> for LogStore {
                 inner.forget(..=previous);
                 let kept = inner.locations.split_off(&(previous + 1));
                 inner.locations = kept;
+                for retired in &mut inner.retired {
+                    retired.locations = retired.locations.split_off(&(previous + 1));
+                }
+                // Dropping a replaced file's last reader gives its space back to the disk.
+                inner.retired.retain(|r| !r.locations.is_empty());
             }
             inner.purged = Some(log_id);
             wait
@@ -1463,13 +1552,29 @@ mod tests {
             "entries on file after the rewrite"
         );
         assert_eq!(read(&mut store, 21..=last).await, expected[20..].to_vec());
+        {
+            // The rewrite copied only what follows the purge point; 21..=30 (which openraft
+            // may still read) are read from the replaced file.
+            let inner = store.shared.inner.lock();
+            assert_eq!(inner.locations.keys().next(), Some(&31));
+            let retired: Vec<u64> = inner
+                .retired
+                .iter()
+                .flat_map(|r| r.locations.keys().copied())
+                .collect();
+            assert_eq!(retired, (21..=30).collect::<Vec<_>>());
+        }
+        // The next purge forgets them, and the replaced file with them.
+        store.purge(expected[39].log_id).await.unwrap();
+        assert!(store.shared.inner.lock().retired.is_empty());
+        assert_eq!(read(&mut store, 31..=last).await, expected[30..].to_vec());
         drop(store);
 
         // The rewritten file replays to the same log.
         let mut contents = Contents::default();
         open_log(dir.path(), &mut contents).unwrap();
-        assert_eq!(contents.purged, Some(expected[29].log_id));
+        assert_eq!(contents.purged, Some(expected[39].log_id));
         let replayed: Vec<Entry> = contents.entries.into_values().collect();
-        assert_eq!(replayed, expected[30..].to_vec());
+        assert_eq!(replayed, expected[40..].to_vec());
     }
 }

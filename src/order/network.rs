@@ -52,7 +52,7 @@ pub enum OrderResponse {
 
 /// Encodes a message for the transport.
 pub fn encode<T: Serialize>(message: &T) -> Bytes {
-    Bytes::from(postcard::to_allocvec(message).expect("queue messages always serialize"))
+    Bytes::from(super::encode_exact(message).expect("queue messages always serialize"))
 }
 
 /// Sends one request to `target` and decodes its answer.

@@ -337,12 +337,14 @@ async fn read_back<S: Store>(
 /// Writes the current snapshot to `dir/snapshot` (tmp + fsync + rename).
 #[allow(clippy::result_large_err)] // openraft's error type, as its traits require
 fn persist(dir: &Path, stored: &StoredSnapshot) -> Result<(), StorageError<NodeId>> {
-    let bytes = postcard::to_allocvec(stored).map_err(snap_err)?;
     let tmp = dir.join("snapshot.tmp");
-    std::fs::write(&tmp, &bytes).map_err(snap_err)?;
-    std::fs::File::open(&tmp)
-        .and_then(|f| f.sync_all())
-        .map_err(snap_err)?;
+    let write = || -> std::io::Result<()> {
+        // Streamed through a small buffer rather than framed whole a second time in memory.
+        let mut out = std::io::BufWriter::with_capacity(1 << 20, std::fs::File::create(&tmp)?);
+        postcard::to_io(stored, &mut out).map_err(std::io::Error::other)?;
+        out.into_inner().map_err(|e| e.into_error())?.sync_all()
+    };
+    write().map_err(snap_err)?;
     std::fs::rename(&tmp, dir.join("snapshot")).map_err(snap_err)
 }
 
@@ -366,7 +368,7 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
         let (meta, dir) = (self.meta.clone(), self.dir.clone());
         #[allow(clippy::result_large_err)] // openraft's error type, as its traits require
         let stored = tokio::task::spawn_blocking(move || {
-            let data = postcard::to_allocvec(&image).map_err(snap_err)?;
+            let data = super::encode_exact(&image).map_err(snap_err)?;
             let stored = StoredSnapshot { meta, data };
             persist(&dir, &stored)?;
             Ok::<_, StorageError<NodeId>>(stored)
