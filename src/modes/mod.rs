@@ -11,7 +11,7 @@ mod translate;
 pub use eventual::{Eventual, EventualConfig};
 pub use ordered::{Ordered, ReadPolicy};
 pub use standalone::Standalone;
-pub use translate::{command_for, response_for, ReadOrWrite};
+pub use translate::{command_for, escalated_response, meta_read, response_for, MetaRead, ReadOrWrite};
 
 use crate::protocol::{Level, Request, Response};
 use std::future::Future;

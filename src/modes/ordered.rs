@@ -11,7 +11,9 @@
 //! requests find no quorum and are answered `SERVER_ERROR no quorum` once the quorum timeout
 //! passes, exactly as on the minority side of a real partition.
 
-use super::translate::{command_for, response_for, values_reply, ReadOrWrite};
+use super::translate::{
+    command_for, escalated_response, meta_read, response_for, values_reply, MetaRead, ReadOrWrite,
+};
 use super::{Coordinator, Session};
 use crate::clock::HybridClock;
 use crate::cluster::{
@@ -153,6 +155,9 @@ impl<S: Store> Ordered<S> {
         }
         match command_for(&request, &self.clock) {
             ReadOrWrite::Read { keys, with_cas } => self.read(session, keys, with_cas).await,
+            ReadOrWrite::MetaRead { key, bump } => {
+                self.meta_read(session, &request, key, bump).await
+            }
             ReadOrWrite::Write(command) => match self.queue.submit(command).await {
                 Ok((index, outcome)) => {
                     session.last_write = Some(index);
@@ -165,23 +170,60 @@ impl<S: Store> Ordered<S> {
     }
 
     async fn read(&self, session: &Session, keys: Vec<Bytes>, with_cas: bool) -> Response {
+        if let Err(reply) = self.read_point(session).await {
+            return reply;
+        }
+        match self.store.get(&keys).await {
+            Ok(items) => values_reply(&keys, items, with_cas),
+            Err(err) => Response::ServerError(err.to_string()),
+        }
+    }
+
+    /// A meta read: like a read, then through the queue if it turns out to need a write.
+    async fn meta_read(
+        &self,
+        session: &mut Session,
+        request: &Request,
+        key: Bytes,
+        bump: bool,
+    ) -> Response {
+        if let Err(reply) = self.read_point(session).await {
+            return reply;
+        }
+        let found = match self.store.peek(&key, bump).await {
+            Ok(found) => found,
+            Err(err) => return Response::ServerError(err.to_string()),
+        };
+        let seen = found.as_ref().map(|(_, access)| *access);
+        match meta_read(request, found, &self.clock) {
+            MetaRead::Answer(reply) => reply,
+            MetaRead::Escalate(command) => match self.queue.submit(command).await {
+                Ok((index, outcome)) => {
+                    session.last_write = Some(index);
+                    escalated_response(request, outcome, seen)
+                }
+                Err(err) => queue_error(err),
+            },
+        }
+    }
+
+    /// Waits until a read may be answered here: the leader's read index is applied
+    /// (linearizable), or this connection's last write is (sequential).
+    async fn read_point(&self, session: &Session) -> Result<(), Response> {
         let wait_for = match self.policy {
             ReadPolicy::Linearizable => match self.queue.read_index().await {
                 Ok(index) => Some(index),
-                Err(err) => return queue_error(err),
+                Err(err) => return Err(queue_error(err)),
             },
             ReadPolicy::Sequential => session.last_write,
             ReadPolicy::UnsafeLocal => None,
         };
         if let Some(index) = wait_for {
             if let Err(err) = self.queue.wait_applied(index).await {
-                return queue_error(err);
+                return Err(queue_error(err));
             }
         }
-        match self.store.get(&keys).await {
-            Ok(items) => values_reply(&keys, items, with_cas),
-            Err(err) => Response::ServerError(err.to_string()),
-        }
+        Ok(())
     }
 
     fn fail(&self) -> Response {

@@ -1,6 +1,8 @@
 //! A cluster of one: every request is applied to the local store at once.
 
-use super::translate::{command_for, response_for, values_reply, ReadOrWrite};
+use super::translate::{
+    command_for, escalated_response, meta_read, response_for, values_reply, MetaRead, ReadOrWrite,
+};
 use super::{Coordinator, Session};
 use crate::clock::HybridClock;
 use crate::protocol::{Request, Response};
@@ -39,6 +41,20 @@ impl<S: Store> Coordinator for Standalone<S> {
                 Ok(items) => values_reply(&keys, items, with_cas),
                 Err(err) => Response::ServerError(err.to_string()),
             },
+            ReadOrWrite::MetaRead { key, bump } => {
+                let found = match self.store.peek(&key, bump).await {
+                    Ok(found) => found,
+                    Err(err) => return Response::ServerError(err.to_string()),
+                };
+                let seen = found.as_ref().map(|(_, access)| *access);
+                match meta_read(&request, found, &self.clock) {
+                    MetaRead::Answer(reply) => reply,
+                    MetaRead::Escalate(command) => {
+                        let outcome = apply(self.store.as_ref(), command).await;
+                        escalated_response(&request, outcome, seen)
+                    }
+                }
+            }
             ReadOrWrite::Write(command) => {
                 let outcome = apply(self.store.as_ref(), command).await;
                 response_for(&request, outcome)

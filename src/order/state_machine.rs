@@ -218,19 +218,13 @@ impl<S: Store> StateMachine<S> {
             )
         };
         self.last_version = version;
-        match command {
-            Command::Write { version: v, .. }
-            | Command::Delete { version: v, .. }
-            | Command::Arith { version: v, .. }
-            | Command::Touch { version: v, .. }
-            | Command::Gat { version: v, .. } => *v = version,
-            Command::FlushAll { cutoff, version: v } => {
-                if *cutoff == original {
-                    *cutoff = version;
-                }
-                *v = version;
+        if let Command::FlushAll { cutoff, .. } = command {
+            if *cutoff == original {
+                *cutoff = version;
             }
-            Command::Get { .. } => {}
+        }
+        if let Some(v) = command.version_mut() {
+            *v = version;
         }
     }
 
@@ -301,12 +295,28 @@ impl<S: Store> StateMachine<S> {
 /// Records the keys `command` may write (a delete's key leaves the index).
 fn track(keys: &mut std::collections::HashSet<Bytes>, command: &Command) {
     match command {
-        Command::Write { key, .. } | Command::Arith { key, .. } | Command::Touch { key, .. } => {
+        Command::Write { key, .. }
+        | Command::Arith { key, .. }
+        | Command::Touch { key, .. }
+        | Command::MetaGet { key, .. }
+        | Command::MetaSet { key, .. }
+        | Command::MetaArith { key, .. }
+        | Command::MetaDelete {
+            key,
+            invalidate: true,
+            ..
+        } => {
             if !keys.contains(key) {
                 keys.insert(key.clone());
             }
         }
-        Command::Delete { key, .. } => {
+        // A delete that may not happen (a cas that does not match) keeps the key: a key too
+        // many is read back and dropped, a key too few would be lost from a snapshot.
+        Command::MetaDelete {
+            compare_cas: Some(_),
+            ..
+        } => {}
+        Command::Delete { key, .. } | Command::MetaDelete { key, .. } => {
             keys.remove(key);
         }
         Command::Gat { .. } | Command::Get { .. } | Command::FlushAll { .. } => {}

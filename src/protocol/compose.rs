@@ -68,6 +68,15 @@ impl Response {
                 out.extend_from_slice(reason.as_bytes());
                 b"\r\n"
             }
+            Response::Meta(reply) => {
+                reply.compose(out);
+                b""
+            }
+            Response::MetaLine(line) => {
+                line.compose(out);
+                b""
+            }
+            Response::MetaNoop => b"MN\r\n",
             Response::None => b"",
         };
         out.extend_from_slice(word);
@@ -85,6 +94,16 @@ impl Request {
     /// Appends this request's wire form to `out`.
     pub fn compose(&self, out: &mut BytesMut) {
         match self {
+            Request::MetaGet(_)
+            | Request::MetaSet(_)
+            | Request::MetaDelete(_)
+            | Request::MetaArith(_)
+            | Request::MetaNoop
+            | Request::MetaDebug { .. } => {
+                // Meta requests end their own lines (an `ms` carries its data block).
+                super::meta::compose_request(self, out);
+                return;
+            }
             Request::Get { keys, with_cas } => {
                 out.extend_from_slice(if *with_cas { b"gets" } else { b"get" });
                 for key in keys {

@@ -19,7 +19,7 @@
 //!
 //! | input | memcached's reply | after |
 //! | --- | --- | --- |
-//! | unknown word, empty line, upper-case `GET`, `mn` … | `ERROR` | continue |
+//! | unknown word, empty line, upper-case `GET`, `MG`, `mx` … | `ERROR` | continue |
 //! | wrong word count (`get`, `set k 0 0`, `incr k`, `verbosity`, `delete`, `touch k 1 2 3`, `set` with 7 words …) | `ERROR` (never silenced: counted before `noreply` is looked at) | continue; a `set`'s data line is then read as a command (`ERROR` again) |
 //! | line end | `\n` alone is accepted, one `\r` before it stripped; leading and repeated spaces ignored | |
 //! | key > 250 bytes (any command) | `CE bad command line format` (silenced) | continue; a storage command's data line is read as a command |
@@ -69,8 +69,8 @@
 //!   (`CE bad command line format`) and keeps exptimes at 64 bits.
 //! * **Item size**: memcached's limit includes its item header; memcord compares the value's
 //!   length with [`Limits::max_value_len`] alone.
-//! * **Meta commands** (`mg`, `ms`, …) and the admin commands (`slabs`, `lru_crawler`, …) are
-//!   not implemented yet: `ERROR`.
+//! * The meta commands (`mg`, `ms`, `md`, `ma`, `mn`, `me`) follow their own table, in
+//!   [`meta`].
 //!
 //! Artefacts kept out of the shared behaviour table because another implementation may
 //! legitimately differ: cas id values, the `version` text, `stats` contents, decr's space
@@ -81,6 +81,7 @@
 mod compose;
 mod limits;
 mod line;
+pub mod meta;
 mod parse;
 mod reply;
 mod request;

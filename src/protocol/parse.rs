@@ -134,6 +134,7 @@ pub fn parse_request(buf: &[u8], limits: &Limits) -> ParseOutcome {
         b"gets" => return parse_get(line, true, false, limits),
         b"gat" => return parse_get(line, false, true, limits),
         b"gats" => return parse_get(line, true, true, limits),
+        [b'm', _] => return super::meta::parse(command, line, buf, limits),
         _ => {}
     }
     let words = Words::split(line.text);

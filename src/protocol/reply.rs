@@ -83,6 +83,9 @@ pub fn parse_response(buf: &[u8], limits: &Limits) -> ResponseOutcome {
         b"ERROR" => return done(Response::Error),
         _ => {}
     }
+    if let Some(outcome) = super::meta::reply::parse_meta_line(buf, line, limits) {
+        return outcome;
+    }
     if line.text.starts_with(b"VALUE ") {
         return parse_values(buf, limits);
     }

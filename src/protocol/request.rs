@@ -1,8 +1,9 @@
 //! Requests: one variant per memcache command word.
 //!
-//! The enum is shaped after the wire words so the meta protocol (`mg`, `ms`, `md`, `ma`, `mn`,
-//! `me`) can be added as further variants without touching the classic ones.
+//! The enum is shaped after the wire words; the meta commands (`mg`, `ms`, `md`, `ma`, `mn`,
+//! `me`) carry their parsed flags in the structs of [`super::meta`].
 
+use super::meta::{MetaArith, MetaDelete, MetaGet, MetaSet};
 use bytes::Bytes;
 
 /// The storage command words that carry a data block.
@@ -219,6 +220,37 @@ pub enum Request {
     /// ```
     /// memcord's own: this connection's consistency level in the eventual mode (`OK`).
     Consistency(Level),
+    /// ```text
+    /// mg <key> <flags>*\r\n
+    /// ```
+    MetaGet(MetaGet),
+    /// ```text
+    /// ms <key> <datalen> <flags>*\r\n<data>\r\n
+    /// ```
+    MetaSet(MetaSet),
+    /// ```text
+    /// md <key> <flags>*\r\n
+    /// ```
+    MetaDelete(MetaDelete),
+    /// ```text
+    /// ma <key> <flags>*\r\n
+    /// ```
+    MetaArith(MetaArith),
+    /// ```text
+    /// mn\r\n
+    /// ```
+    /// Answered `MN`: marks the end of a pipeline of quiet meta commands.
+    MetaNoop,
+    /// ```text
+    /// me <key> [b]\r\n
+    /// ```
+    /// A human-readable dump of an item's metadata.
+    MetaDebug {
+        /// The key (decoded when `base64`).
+        key: Bytes,
+        /// The key was sent base64-encoded.
+        base64: bool,
+    },
 }
 
 impl Request {

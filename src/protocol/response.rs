@@ -1,5 +1,6 @@
 //! Responses: one variant per wire reply.
 
+use super::meta::{MetaLine, MetaReply};
 use bytes::Bytes;
 
 /// One item in a `get`-family reply.
@@ -48,6 +49,12 @@ pub enum Response {
     ClientError(String),
     /// `SERVER_ERROR <reason>\r\n`: the request was valid but cannot be served.
     ServerError(String),
+    /// A meta command's reply, composed by the server ([`MetaReply::compose`]).
+    Meta(MetaReply),
+    /// A meta reply as a client parsed it (any code; see [`MetaLine`]).
+    MetaLine(MetaLine),
+    /// `MN\r\n` (reply to `mn`).
+    MetaNoop,
     /// Nothing is sent (`noreply`).
     None,
 }

@@ -255,6 +255,7 @@ impl<C: Coordinator> Handler<C> {
         let reply = match request {
             Request::Quit => return Flow::Close,
             Request::Version => Response::Version(VERSION.to_string()),
+            Request::MetaNoop => Response::MetaNoop,
             Request::Verbosity { level, noreply } => {
                 self.shared.verbosity.store(level, Relaxed);
                 if noreply {

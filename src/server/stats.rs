@@ -4,6 +4,7 @@
 //! pipelined requests and folds them into the shared [`ServerStats`] atomics once per batch, so
 //! a busy connection touches the shared cache lines once per flush rather than once per request.
 
+use crate::protocol::meta::MetaStatus;
 use crate::protocol::{Request, Response};
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
@@ -82,6 +83,14 @@ pub enum Tally {
     Touch,
     /// `flush_all`.
     Flush,
+    /// `mg`; `true` when it touches (`T`), counted as a touch as memcached does.
+    MetaGet(bool),
+    /// `ms`; `true` when it compares a cas id in set or replace mode.
+    MetaSet(bool),
+    /// `md`.
+    MetaDelete,
+    /// `ma`; `true` for an increment.
+    MetaArith(bool),
     /// Not counted (connection-level requests).
     None,
 }
@@ -98,6 +107,17 @@ impl Tally {
             Request::Arith { op, .. } => Tally::Arith(*op == ArithOp::Incr),
             Request::Touch { .. } => Tally::Touch,
             Request::FlushAll { .. } => Tally::Flush,
+            Request::MetaGet(get) => Tally::MetaGet(get.touch.is_some()),
+            Request::MetaSet(set) => Tally::MetaSet(
+                set.compare_cas.is_some()
+                    && matches!(
+                        set.mode,
+                        crate::protocol::meta::SetMode::Set | crate::protocol::meta::SetMode::Replace
+                    ),
+            ),
+            Request::MetaDelete(_) => Tally::MetaDelete,
+            Request::MetaArith(arith) => Tally::MetaArith(arith.incr),
+            Request::MetaNoop | Request::MetaDebug { .. } => Tally::None,
             Request::Version
             | Request::Verbosity { .. }
             | Request::Stats { .. }
@@ -167,8 +187,69 @@ impl ConnCounters {
                 }
             }
             Tally::Flush => self.cmd_flush += 1,
+            Tally::MetaGet(touch) => self.record_meta_get(touch, meta_status(response)),
+            Tally::MetaSet(is_cas) => {
+                self.cmd_set += 1;
+                if is_cas {
+                    match meta_status(response) {
+                        Some(MetaStatus::Done) => self.cas_hits += 1,
+                        Some(MetaStatus::Exists) => self.cas_badval += 1,
+                        Some(MetaStatus::NotFound) => self.cas_misses += 1,
+                        _ => {}
+                    }
+                }
+            }
+            Tally::MetaDelete => match meta_status(response) {
+                Some(MetaStatus::Done) => self.delete_hits += 1,
+                Some(_) => self.delete_misses += 1,
+                None => {}
+            },
+            Tally::MetaArith(incr) => {
+                let (hits, misses) = if incr {
+                    (&mut self.incr_hits, &mut self.incr_misses)
+                } else {
+                    (&mut self.decr_hits, &mut self.decr_misses)
+                };
+                match meta_status(response) {
+                    Some(MetaStatus::Found) => *hits += 1,
+                    Some(MetaStatus::NotFound) => *misses += 1,
+                    _ => {}
+                }
+            }
             Tally::None => {}
         }
+    }
+
+    /// memcached counts an `mg` as a fetch, or as a touch when it carries `T`.
+    fn record_meta_get(&mut self, touch: bool, status: Option<MetaStatus>) {
+        let hit = match status {
+            Some(MetaStatus::Found) => true,
+            Some(MetaStatus::Miss) => false,
+            _ => return,
+        };
+        if touch {
+            self.cmd_touch += 1;
+            if hit {
+                self.touch_hits += 1;
+            } else {
+                self.touch_misses += 1;
+            }
+        } else {
+            self.cmd_get += 1;
+            if hit {
+                self.get_hits += 1;
+            } else {
+                self.get_misses += 1;
+            }
+        }
+    }
+}
+
+/// The status of a meta reply.
+fn meta_status(response: &Response) -> Option<MetaStatus> {
+    match response {
+        Response::Meta(reply) => Some(reply.status),
+        _ => None,
     }
 }
 

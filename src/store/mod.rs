@@ -75,6 +75,12 @@ pub struct Item {
     pub cas: u64,
     /// The hybrid-clock time of the last mutation (last-writer-wins key).
     pub version: Timestamp,
+    /// Marked stale by a meta `md … I` (or stored stale by `ms … I`): readers are told to
+    /// recache it.
+    pub stale: bool,
+    /// The recache token of this item was handed out (a meta get answered `W`); later readers
+    /// are told `Z`.
+    pub token_sent: bool,
 }
 
 impl Item {
@@ -86,6 +92,8 @@ impl Item {
             expires_at,
             cas: version.as_u64(),
             version,
+            stale: false,
+            token_sent: false,
         }
     }
 
@@ -97,6 +105,30 @@ impl Item {
 
 /// Fixed per-item overhead charged against a memory limit (struct, map and LRU links).
 pub const ITEM_OVERHEAD: usize = 96;
+
+/// One replica's record of reads of an item, as memcached keeps it per server (not
+/// replicated): whether it was fetched since it was written, and how long ago it was last
+/// accessed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct Access {
+    /// Fetched by a read since the item was written (`h`, `fetch=yes`).
+    pub fetched: bool,
+    /// Seconds since the item was last written or fetched (`l`, `la=`).
+    pub idle_secs: u64,
+}
+
+/// What a read-modify-write ([`Store::update`]) decided, after looking at the live item.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Change<T> {
+    /// Write nothing; answer `T`.
+    Keep(T),
+    /// The same item, changed in place (touched, marked, counted): its access record stays.
+    Modify(Item, T),
+    /// A new item in its place (or where there was none): a fresh access record.
+    Replace(Item, T),
+    /// Remove the item; answer `T`.
+    Remove(T),
+}
 
 /// Outcome of a storage command (`set`, `add`, `replace`, `append`, `prepend`, `cas`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -243,6 +275,23 @@ pub trait Store: Send + Sync + 'static {
         expires_at: ExpiresAt,
         version: Timestamp,
     ) -> impl Future<Output = StoreResult<Vec<Option<Item>>>> + Send;
+    /// Reads one live item with this replica's access record as it was before this read;
+    /// `bump` marks the item fetched and accessed now (memcached's LRU bump).
+    fn peek(
+        &self,
+        key: &Bytes,
+        bump: bool,
+    ) -> impl Future<Output = StoreResult<Option<(Item, Access)>>> + Send;
+    /// An atomic read-modify-write of one key: `decide` sees the live item (with its access
+    /// record as before this call) and says what to do; `bump` marks a kept or modified item
+    /// fetched. `decide` may run more than once (a store that retries a lost race calls it
+    /// again with what it read anew). `None`: the store refused the new item as too large.
+    fn update<T: Send>(
+        &self,
+        key: &Bytes,
+        bump: bool,
+        decide: impl FnMut(Option<(&Item, Access)>) -> Change<T> + Send,
+    ) -> impl Future<Output = StoreResult<Option<T>>> + Send;
     /// Invalidates every item whose version is at or before `cutoff`, once the wall clock
     /// reaches `cutoff`'s physical time (immediately when that is not in the future). Items
     /// written after `cutoff` survive, as after memcached's `flush_all [delay]`.
@@ -333,6 +382,17 @@ impl Store for AnyStore {
         version: Timestamp,
     ) -> StoreResult<Vec<Option<Item>>> {
         dispatch!(self, s => s.gat(keys, expires_at, version))
+    }
+    async fn peek(&self, key: &Bytes, bump: bool) -> StoreResult<Option<(Item, Access)>> {
+        dispatch!(self, s => s.peek(key, bump))
+    }
+    async fn update<T: Send>(
+        &self,
+        key: &Bytes,
+        bump: bool,
+        decide: impl FnMut(Option<(&Item, Access)>) -> Change<T> + Send,
+    ) -> StoreResult<Option<T>> {
+        dispatch!(self, s => s.update(key, bump, decide))
     }
     async fn flush_all(&self, cutoff: Timestamp) -> StoreResult<()> {
         dispatch!(self, s => s.flush_all(cutoff))

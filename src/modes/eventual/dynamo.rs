@@ -21,7 +21,7 @@ use super::{PeerState, Shared};
 use crate::cluster::{EntryState, LogEntry, PeerId, PeerMessage, PeerRequest, PeerResponse};
 use crate::protocol::Level;
 use crate::replicated::{Command, Outcome};
-use crate::store::{Item, Store, StoreError};
+use crate::store::{Access, Item, Store, StoreError};
 use bytes::Bytes;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -258,6 +258,29 @@ impl<S: Store> Shared<S> {
             out.push(self.read_key(key, level).await?);
         }
         Ok(out)
+    }
+
+    /// Reads one key for a meta get at `level`, with this peer's record of reads of it when
+    /// it holds a replica of the key (a peer that holds none reports a record of no reads).
+    pub(super) async fn read_meta(
+        &self,
+        key: &Bytes,
+        level: Level,
+        bump: bool,
+    ) -> Result<Option<(Item, Access)>, DynamoError> {
+        let held = self.ring.holds(self.transport.me(), key);
+        if level == Level::One && held {
+            return Ok(self.store.peek(key, bump).await?);
+        }
+        let Some(item) = self.read_key(key, level).await? else {
+            return Ok(None);
+        };
+        let access = if held {
+            self.store.peek(key, bump).await?.map(|(_, access)| access)
+        } else {
+            None
+        };
+        Ok(Some((item, access.unwrap_or_default())))
     }
 
     /// Reads one key at `level`: see the module docs.

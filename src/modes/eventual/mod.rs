@@ -19,7 +19,10 @@ pub use dynamo::{DynamoError, LEVEL_NOT_MET};
 pub use hints::HintLimits;
 pub use log::{KeyVersion, LogPage, ReplicationLog};
 
-use super::translate::{command_for, response_for, values_reply, ReadOrWrite};
+use super::translate::{
+    command_for, escalated_response, meta_read, response_for, values_reply, MetaRead, ReadOrWrite,
+};
+use crate::protocol::meta::{MetaArith, MetaDelete, MetaGet, MetaSet};
 use super::{Coordinator, Session};
 use crate::clock::{unix_ms, HybridClock, Timestamp};
 use crate::cluster::{
@@ -28,7 +31,7 @@ use crate::cluster::{
 };
 use crate::cluster::{Ring, RingSpec};
 use crate::protocol::{Level, Request, Response};
-use crate::replicated::{apply, Command, Outcome, WriteRule};
+use crate::replicated::{apply, Command, MetaOutcome, Outcome, WriteRule};
 use crate::store::{Item, Store, StoreOutcome, StoreResult};
 use bytes::Bytes;
 use parking_lot::Mutex;
@@ -318,6 +321,9 @@ impl<S: Store> Shared<S> {
             Outcome::Items(items) if items.iter().any(Option::is_some) => {
                 Some(self.current_state(&key, version).await?)
             }
+            Outcome::Meta(meta) if meta_changed(meta, version) => {
+                Some(self.current_state(&key, version).await?)
+            }
             _ => None,
         };
         let entry = state.map(|state| {
@@ -490,7 +496,8 @@ impl<S: Store> Shared<S> {
         let prefixed = match original {
             Some(_) => strip_level_prefixes(&mut request),
             None => None,
-        };
+        }
+        .or_else(|| meta_level(&request));
         let command = command_for(&request, &self.clock);
         let original = original.as_ref().unwrap_or(&request);
         match command {
@@ -502,6 +509,29 @@ impl<S: Store> Shared<S> {
                         _ => values_reply(&keys, items, with_cas),
                     },
                     Err(err) => Response::ServerError(err.to_string()),
+                }
+            }
+            ReadOrWrite::MetaRead { key, bump } => {
+                let level = prefixed.or(session.level).unwrap_or(self.config.read_level);
+                let found = match self.read_meta(&key, level, bump).await {
+                    Ok(found) => found,
+                    Err(err) => return Response::ServerError(err.to_string()),
+                };
+                let seen = found.as_ref().map(|(_, access)| *access);
+                match meta_read(original, found, &self.clock) {
+                    MetaRead::Answer(reply) => reply,
+                    MetaRead::Escalate(command) => {
+                        let level = prefixed
+                            .or(session.level)
+                            .unwrap_or(self.config.write_level);
+                        match self.write(command, level).await {
+                            Ok(outcome) => escalated_response(original, Ok(outcome), seen),
+                            Err(DynamoError::Store(err)) => {
+                                escalated_response(original, Err(err), seen)
+                            }
+                            Err(err) => Response::ServerError(err.to_string()),
+                        }
+                    }
                 }
             }
             ReadOrWrite::Write(command) => {
@@ -549,7 +579,11 @@ impl<S: Store> Shared<S> {
             Command::Write { ref key, .. }
             | Command::Delete { ref key, .. }
             | Command::Arith { ref key, .. }
-            | Command::Touch { ref key, .. } => {
+            | Command::Touch { ref key, .. }
+            | Command::MetaGet { ref key, .. }
+            | Command::MetaSet { ref key, .. }
+            | Command::MetaDelete { ref key, .. }
+            | Command::MetaArith { ref key, .. } => {
                 let key = key.clone();
                 self.write_key(key, command, level).await
             }
@@ -673,8 +707,32 @@ fn may_carry_prefix(request: &Request) -> bool {
         Request::Store { key, .. }
         | Request::Delete { key, .. }
         | Request::Arith { key, .. }
-        | Request::Touch { key, .. } => key.first() == Some(&b'@'),
+        | Request::Touch { key, .. }
+        | Request::MetaGet(MetaGet { key, .. })
+        | Request::MetaSet(MetaSet { key, .. })
+        | Request::MetaDelete(MetaDelete { key, .. })
+        | Request::MetaArith(MetaArith { key, .. }) => key.first() == Some(&b'@'),
         _ => false,
+    }
+}
+
+/// Whether a meta command's outcome changed its key (so the new state is replicated).
+fn meta_changed(outcome: &MetaOutcome, version: Timestamp) -> bool {
+    match outcome {
+        MetaOutcome::Hit(hit) => hit.item.version == version,
+        MetaOutcome::Stored { .. } | MetaOutcome::Deleted => true,
+        _ => false,
+    }
+}
+
+/// The level a meta request names with its `L` flag.
+fn meta_level(request: &Request) -> Option<Level> {
+    match request {
+        Request::MetaGet(MetaGet { flags, .. })
+        | Request::MetaSet(MetaSet { flags, .. })
+        | Request::MetaDelete(MetaDelete { flags, .. })
+        | Request::MetaArith(MetaArith { flags, .. }) => flags.level,
+        _ => None,
     }
 }
 
@@ -706,7 +764,11 @@ fn strip_level_prefixes(request: &mut Request) -> Option<Level> {
         Request::Store { key, .. }
         | Request::Delete { key, .. }
         | Request::Arith { key, .. }
-        | Request::Touch { key, .. } => strip(key, &mut found),
+        | Request::Touch { key, .. }
+        | Request::MetaGet(MetaGet { key, .. })
+        | Request::MetaSet(MetaSet { key, .. })
+        | Request::MetaDelete(MetaDelete { key, .. })
+        | Request::MetaArith(MetaArith { key, .. }) => strip(key, &mut found),
         _ => {}
     }
     found

@@ -6,11 +6,14 @@
 //! ```text
 //!  0      2      3      4                12               20               28        32
 //! +------+------+------+----------------+----------------+----------------+---------+------ -
-//! | FE CD| fmt 1| 0    | version (u64)  | cas id (u64)   | expires (u64)  | flags   | value
+//! | FE CD| fmt 1| marks| version (u64)  | cas id (u64)   | expires (u64)  | flags   | value
 //! +------+------+------+----------------+----------------+----------------+---------+------ -
-//!  magic  format  spare  HLC timestamp    memcord's cas    absolute unix s  client    client
+//!  magic  format  bits   HLC timestamp    memcord's cas    absolute unix s  client    client
 //!                                                          (0 = never)      (u32)     bytes
 //! ```
+//!
+//! The marks byte holds the meta protocol's item marks: bit 0 stale, bit 1 recache token sent
+//! (0 for items that carry neither, so envelopes written before the marks read the same).
 //!
 //! All integers are big-endian. The expiry is kept in the header as well as handed to the
 //! backend because the classic `gets` does not report an item's exptime, yet `append`,
@@ -37,7 +40,7 @@ pub fn encode(item: &Item) -> Bytes {
     let mut out = BytesMut::with_capacity(HEADER_LEN + item.value.len());
     out.put_slice(&MAGIC);
     out.put_u8(FORMAT);
-    out.put_u8(0);
+    out.put_u8(u8::from(item.stale) | u8::from(item.token_sent) << 1);
     out.put_u64(item.version.as_u64());
     out.put_u64(item.cas);
     out.put_u64(item.expires_at.0);
@@ -65,6 +68,8 @@ pub fn decode(data: Bytes, backend_flags: u32) -> Decoded {
                 expires_at: ExpiresAt::NEVER,
                 cas: 0,
                 version: Timestamp::ZERO,
+                stale: false,
+                token_sent: false,
             },
             enveloped: false,
         };
@@ -77,6 +82,8 @@ pub fn decode(data: Bytes, backend_flags: u32) -> Decoded {
             cas: u64_at(12),
             expires_at: ExpiresAt(u64_at(20)),
             flags,
+            stale: data[3] & 1 != 0,
+            token_sent: data[3] & 2 != 0,
             value: data.slice(HEADER_LEN..),
         },
         enveloped: true,
@@ -95,6 +102,7 @@ mod tests {
             Timestamp::new(1_700_000_000_123, 7, 3),
         );
         item.cas = 42; // a touched item: cas differs from version
+        item.token_sent = true;
         item
     }
 
@@ -113,7 +121,7 @@ mod tests {
     #[test]
     fn header_layout_is_fixed() {
         let encoded = encode(&item(b"v"));
-        assert_eq!(&encoded[..4], &[0xFE, 0xCD, 1, 0]);
+        assert_eq!(&encoded[..4], &[0xFE, 0xCD, 1, 2]);
         assert_eq!(&encoded[12..20], &42u64.to_be_bytes());
         assert_eq!(&encoded[28..32], &0xDEAD_BEEFu32.to_be_bytes());
         assert_eq!(&encoded[32..], b"v");

@@ -30,6 +30,7 @@
 mod connection;
 pub mod envelope;
 mod instance;
+mod meta;
 mod metadump;
 mod ops;
 mod pool;

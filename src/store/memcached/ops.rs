@@ -4,7 +4,8 @@ use super::{store_request, touched, unexpected, written, MemcachedStore, Step, W
 use crate::clock::{unix_ms, unix_secs, Timestamp};
 use crate::protocol::{Request, Response, StoreOp};
 use crate::store::{
-    ArithOutcome, ExpiresAt, Item, Store, StoreError, StoreOutcome, StoreResult, StoreStats,
+    Access, ArithOutcome, Change, ExpiresAt, Item, Store, StoreError, StoreOutcome, StoreResult,
+    StoreStats,
 };
 use bytes::Bytes;
 
@@ -182,6 +183,19 @@ impl Store for MemcachedStore {
             }
         }
         Ok(out)
+    }
+
+    async fn peek(&self, key: &Bytes, bump: bool) -> StoreResult<Option<(Item, Access)>> {
+        self.peek_meta(key, bump).await
+    }
+
+    async fn update<T: Send>(
+        &self,
+        key: &Bytes,
+        bump: bool,
+        decide: impl FnMut(Option<(&Item, Access)>) -> Change<T> + Send,
+    ) -> StoreResult<Option<T>> {
+        self.update_meta(key, bump, decide).await
     }
 
     async fn flush_all(&self, cutoff: Timestamp) -> StoreResult<()> {

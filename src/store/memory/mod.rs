@@ -15,8 +15,8 @@ mod shard;
 use self::flush::{FlushSchedule, Now};
 use self::shard::{Lookup, Shard};
 use super::{
-    apply_arith, parse_counter, ArithOutcome, ExpiresAt, Item, Store, StoreOutcome, StoreResult,
-    StoreStats, ITEM_OVERHEAD,
+    apply_arith, parse_counter, Access, ArithOutcome, Change, ExpiresAt, Item, Store,
+    StoreOutcome, StoreResult, StoreStats, ITEM_OVERHEAD,
 };
 use crate::clock::{unix_ms, Timestamp};
 use bytes::{Bytes, BytesMut};
@@ -317,6 +317,7 @@ impl Store for MemoryStore {
                 });
                 match touched {
                     Lookup::Live(item) => {
+                        shard.mark_fetched(key, &now);
                         if !now.is_live(&item) {
                             // Touched into the past (negative exptime): this read still sees
                             // it, as in memcached, but nothing after will.
@@ -328,6 +329,22 @@ impl Store for MemoryStore {
                 }
             })
             .collect())
+    }
+
+    async fn peek(&self, key: &Bytes, bump: bool) -> StoreResult<Option<(Item, Access)>> {
+        let now = self.now();
+        Ok(self.shard(key).lock().peek(key, &now, bump))
+    }
+
+    async fn update<T: Send>(
+        &self,
+        key: &Bytes,
+        bump: bool,
+        decide: impl FnMut(Option<(&Item, Access)>) -> Change<T> + Send,
+    ) -> StoreResult<Option<T>> {
+        let now = self.now();
+        let mut shard = self.shard(key).lock();
+        Ok(shard.update(key, &now, bump, self.max_item_size, decide))
     }
 
     async fn flush_all(&self, cutoff: Timestamp) -> StoreResult<()> {

@@ -5,13 +5,45 @@
 //! reclaimed.
 
 use super::flush::Now;
-use crate::store::Item;
+use crate::store::{Access, Change, Item};
 use bytes::Bytes;
 use lru::LruCache;
 
+/// One key's entry: the item and this replica's record of reads of it.
+struct Slot {
+    item: Item,
+    /// Fetched by a bumping read since it was written.
+    fetched: bool,
+    /// Unix seconds of the last write or bumping read.
+    accessed_at: u64,
+}
+
+impl Slot {
+    fn new(item: Item, now: &Now) -> Slot {
+        Slot {
+            item,
+            fetched: false,
+            accessed_at: now.secs,
+        }
+    }
+
+    fn access(&self, now: &Now) -> Access {
+        Access {
+            fetched: self.fetched,
+            idle_secs: now.secs.saturating_sub(self.accessed_at),
+        }
+    }
+
+    #[inline]
+    fn bump(&mut self, now: &Now) {
+        self.fetched = true;
+        self.accessed_at = now.secs;
+    }
+}
+
 /// An LRU map plus the bytes its items cost and its share of the memory limit.
 pub(super) struct Shard {
-    map: LruCache<Bytes, Item>,
+    map: LruCache<Bytes, Slot>,
     /// Sum of `Item::footprint` over `map`.
     used: usize,
     /// This shard's share of the store's memory limit.
@@ -52,12 +84,38 @@ impl Shard {
         self.used
     }
 
-    /// A copy of the live item under `key`, marking it recently used.
+    /// A copy of the live item under `key`, marking it recently used and fetched.
     #[inline]
     pub(super) fn get(&mut self, key: &[u8], now: &Now) -> Option<Item> {
-        match self.map.get(key) {
+        match self.map.get_mut(key) {
             None => return None,
-            Some(item) if now.is_live(item) => return Some(item.clone()),
+            Some(slot) if now.is_live(&slot.item) => {
+                slot.bump(now);
+                return Some(slot.item.clone());
+            }
+            Some(_) => {}
+        }
+        self.reclaim(key);
+        None
+    }
+
+    /// A copy of the live item under `key` with its access record as it was; `bump` marks it
+    /// fetched and recently used.
+    pub(super) fn peek(&mut self, key: &[u8], now: &Now, bump: bool) -> Option<(Item, Access)> {
+        let slot = if bump {
+            self.map.get_mut(key)
+        } else {
+            self.map.peek_mut(key)
+        };
+        match slot {
+            None => return None,
+            Some(slot) if now.is_live(&slot.item) => {
+                let access = slot.access(now);
+                if bump {
+                    slot.bump(now);
+                }
+                return Some((slot.item.clone(), access));
+            }
             Some(_) => {}
         }
         self.reclaim(key);
@@ -74,11 +132,86 @@ impl Shard {
     ) -> Lookup<T> {
         match self.map.get_mut(key) {
             None => return Lookup::Missing,
-            Some(item) if now.is_live(item) => return Lookup::Live(f(item)),
+            Some(slot) if now.is_live(&slot.item) => return Lookup::Live(f(&mut slot.item)),
             Some(_) => {}
         }
         self.reclaim(key);
         Lookup::Missing
+    }
+
+    /// Marks the item under `key` fetched and recently used (a touch is a fetch to memcached).
+    pub(super) fn mark_fetched(&mut self, key: &[u8], now: &Now) {
+        if let Some(slot) = self.map.get_mut(key) {
+            slot.bump(now);
+        }
+    }
+
+    /// Runs a read-modify-write of `key` (see [`crate::store::Store::update`]); a new value
+    /// over `max_value` is refused (`None`, nothing written).
+    pub(super) fn update<T>(
+        &mut self,
+        key: &Bytes,
+        now: &Now,
+        bump: bool,
+        max_value: usize,
+        decide: impl FnOnce(Option<(&Item, Access)>) -> Change<T>,
+    ) -> Option<T> {
+        let live = match self.map.peek(key.as_ref()) {
+            Some(slot) => now.is_live(&slot.item),
+            None => false,
+        };
+        if !live {
+            self.reclaim(key);
+        }
+        let change = {
+            let current = self
+                .map
+                .peek(key.as_ref())
+                .map(|slot| (&slot.item, slot.access(now)));
+            decide(current)
+        };
+        match change {
+            Change::Keep(answer) => {
+                if bump {
+                    self.mark_fetched(key, now);
+                }
+                Some(answer)
+            }
+            Change::Remove(answer) => {
+                self.remove(key);
+                Some(answer)
+            }
+            Change::Modify(item, _) | Change::Replace(item, _) if item.value.len() > max_value => {
+                None
+            }
+            Change::Modify(item, answer) => {
+                self.modify(key, item, now, bump);
+                Some(answer)
+            }
+            Change::Replace(item, answer) => {
+                self.put(key.clone(), item, now);
+                Some(answer)
+            }
+        }
+    }
+
+    /// Changes the item under `key` in place, keeping its access record (bumped with `bump`).
+    fn modify(&mut self, key: &Bytes, item: Item, now: &Now, bump: bool) {
+        if !now.is_live(&item) {
+            self.remove(key);
+            return;
+        }
+        let key_len = key.len();
+        let Some(slot) = self.map.get_mut(key.as_ref()) else {
+            self.put(key.clone(), item, now);
+            return;
+        };
+        let old = std::mem::replace(&mut slot.item, item);
+        if bump {
+            slot.bump(now);
+        }
+        self.used = self.used + slot.item.footprint(key_len) - old.footprint(key_len);
+        self.evict(now);
     }
 
     /// Whether `key` holds a live item (removing a dead one).
@@ -97,15 +230,15 @@ impl Shard {
         }
         let key_len = key.len();
         self.used += item.footprint(key_len);
-        if let Some(old) = self.map.put(key, item) {
-            self.used -= old.footprint(key_len);
+        if let Some(old) = self.map.put(key, Slot::new(item, now)) {
+            self.used -= old.item.footprint(key_len);
         }
         self.evict(now);
     }
 
     /// Removes `key` whatever it holds; returns the item if it was live.
     pub(super) fn remove_live(&mut self, key: &[u8], now: &Now) -> bool {
-        match self.remove(key) {
+        match self.remove(key).map(|slot| slot.item) {
             Some(item) if now.is_live(&item) => true,
             Some(_) => {
                 self.reclaimed += 1;
@@ -120,7 +253,7 @@ impl Shard {
         let doomed: Vec<Bytes> = self
             .map
             .iter()
-            .filter(|(_, item)| item.version.as_u64() <= cutoff)
+            .filter(|(_, slot)| slot.item.version.as_u64() <= cutoff)
             .map(|(key, _)| key.clone())
             .collect();
         for key in doomed {
@@ -132,8 +265,8 @@ impl Shard {
     pub(super) fn live_items(&self, now: &Now) -> Vec<(Bytes, Item)> {
         self.map
             .iter()
-            .filter(|(_, item)| now.is_live(item))
-            .map(|(key, item)| (key.clone(), item.clone()))
+            .filter(|(_, slot)| now.is_live(&slot.item))
+            .map(|(key, slot)| (key.clone(), slot.item.clone()))
             .collect()
     }
 
@@ -143,10 +276,10 @@ impl Shard {
         self.used = 0;
     }
 
-    fn remove(&mut self, key: &[u8]) -> Option<Item> {
-        let item = self.map.pop(key)?;
-        self.used -= item.footprint(key.len());
-        Some(item)
+    fn remove(&mut self, key: &[u8]) -> Option<Slot> {
+        let slot = self.map.pop(key)?;
+        self.used -= slot.item.footprint(key.len());
+        Some(slot)
     }
 
     #[cold]
@@ -159,11 +292,11 @@ impl Shard {
     fn evict(&mut self, now: &Now) {
         // Never evict the item just written (the most recent): a lone item over the limit stays.
         while self.used > self.limit && self.map.len() > 1 {
-            let Some((key, item)) = self.map.pop_lru() else {
+            let Some((key, slot)) = self.map.pop_lru() else {
                 break;
             };
-            self.used -= item.footprint(key.len());
-            if now.is_live(&item) {
+            self.used -= slot.item.footprint(key.len());
+            if now.is_live(&slot.item) {
                 self.evictions += 1;
             } else {
                 self.reclaimed += 1;

@@ -5,6 +5,10 @@
 //! command reaches the same item, cas id included. [`apply`] is the one function every mode and
 //! the ordered queue use to run a command against a store.
 
+pub mod meta;
+
+pub use meta::{ArithSpec, MetaHit, MetaOutcome};
+
 use crate::clock::Timestamp;
 use crate::store::{ArithOutcome, ExpiresAt, Item, Store, StoreOutcome, StoreResult};
 use bytes::Bytes;
@@ -93,6 +97,62 @@ pub enum Command {
         /// The flush's version.
         version: Timestamp,
     },
+    /// A meta get that may change the item: see [`meta::get`].
+    MetaGet {
+        /// The key.
+        key: Bytes,
+        /// `T`: the new expiry.
+        touch: Option<ExpiresAt>,
+        /// `N`: the expiry of an item created on a miss.
+        vivify: Option<ExpiresAt>,
+        /// `R`: win the token when the item expires before this.
+        recache_before: Option<ExpiresAt>,
+        /// Count the read in the item's access record (not `u`).
+        bump: bool,
+        /// The command's version.
+        version: Timestamp,
+    },
+    /// A meta set: see [`meta::set`].
+    MetaSet {
+        /// The mode; `C` makes set and replace a [`WriteRule::Cas`].
+        rule: WriteRule,
+        /// The key.
+        key: Bytes,
+        /// The data.
+        value: Bytes,
+        /// Client flags.
+        flags: u32,
+        /// Absolute expiry.
+        expires_at: ExpiresAt,
+        /// `C` for append and prepend.
+        compare_cas: Option<u64>,
+        /// `I`: an older cas stores the value marked stale.
+        invalidate: bool,
+        /// The write's version.
+        version: Timestamp,
+    },
+    /// A meta delete: see [`meta::delete`].
+    MetaDelete {
+        /// The key.
+        key: Bytes,
+        /// `C`.
+        compare_cas: Option<u64>,
+        /// `I`: mark stale instead of removing.
+        invalidate: bool,
+        /// `T` (with `I`): the stale item's new expiry.
+        touch: Option<ExpiresAt>,
+        /// The delete's version.
+        version: Timestamp,
+    },
+    /// A meta arithmetic command: see [`meta::arith`].
+    MetaArith {
+        /// The key.
+        key: Bytes,
+        /// What to do.
+        spec: ArithSpec,
+        /// The write's version.
+        version: Timestamp,
+    },
 }
 
 impl Command {
@@ -109,7 +169,28 @@ impl Command {
             | Command::Arith { version, .. }
             | Command::Touch { version, .. }
             | Command::Gat { version, .. }
-            | Command::FlushAll { version, .. } => Some(*version),
+            | Command::FlushAll { version, .. }
+            | Command::MetaGet { version, .. }
+            | Command::MetaSet { version, .. }
+            | Command::MetaDelete { version, .. }
+            | Command::MetaArith { version, .. } => Some(*version),
+            Command::Get { .. } => None,
+        }
+    }
+
+    /// The command's version, to re-stamp it (`None` for reads).
+    pub fn version_mut(&mut self) -> Option<&mut Timestamp> {
+        match self {
+            Command::Write { version, .. }
+            | Command::Delete { version, .. }
+            | Command::Arith { version, .. }
+            | Command::Touch { version, .. }
+            | Command::Gat { version, .. }
+            | Command::FlushAll { version, .. }
+            | Command::MetaGet { version, .. }
+            | Command::MetaSet { version, .. }
+            | Command::MetaDelete { version, .. }
+            | Command::MetaArith { version, .. } => Some(version),
             Command::Get { .. } => None,
         }
     }
@@ -119,14 +200,8 @@ impl Command {
     /// The same command at another version (a forwarded write re-stamped by the replica that
     /// coordinates it, so the versions of one key follow that replica's clock).
     pub fn with_version(mut self, new: Timestamp) -> Command {
-        match &mut self {
-            Command::Write { version, .. }
-            | Command::Delete { version, .. }
-            | Command::Arith { version, .. }
-            | Command::Touch { version, .. }
-            | Command::Gat { version, .. }
-            | Command::FlushAll { version, .. } => *version = new,
-            Command::Get { .. } => {}
+        if let Some(version) = self.version_mut() {
+            *version = new;
         }
         self
     }
@@ -137,7 +212,11 @@ impl Command {
             Command::Write { key, .. }
             | Command::Delete { key, .. }
             | Command::Arith { key, .. }
-            | Command::Touch { key, .. } => Some(key),
+            | Command::Touch { key, .. }
+            | Command::MetaGet { key, .. }
+            | Command::MetaSet { key, .. }
+            | Command::MetaDelete { key, .. }
+            | Command::MetaArith { key, .. } => Some(key),
             Command::Gat { keys, .. } | Command::Get { keys } if keys.len() == 1 => keys.first(),
             _ => None,
         }
@@ -159,6 +238,8 @@ pub enum Outcome {
     Items(Vec<Option<Item>>),
     /// `flush_all` done.
     Flushed,
+    /// A meta command's result.
+    Meta(MetaOutcome),
 }
 
 /// Applies one command to a store.
@@ -208,7 +289,63 @@ pub async fn apply<S: Store>(store: &S, command: Command) -> StoreResult<Outcome
             store.flush_all(cutoff).await?;
             Outcome::Flushed
         }
+        Command::MetaGet {
+            key,
+            touch,
+            vivify,
+            recache_before,
+            bump,
+            version,
+        } => meta_outcome(
+            store
+                .update(&key, bump, |current| {
+                    meta::get(current, touch, vivify, recache_before, version)
+                })
+                .await?,
+        ),
+        Command::MetaSet {
+            rule,
+            key,
+            value,
+            flags,
+            expires_at,
+            compare_cas,
+            invalidate,
+            version,
+        } => {
+            let fresh = Item::new(value, flags, expires_at, version);
+            meta_outcome(
+                store
+                    .update(&key, false, |current| {
+                        meta::set(current, rule, fresh.clone(), compare_cas, invalidate)
+                    })
+                    .await?,
+            )
+        }
+        Command::MetaDelete {
+            key,
+            compare_cas,
+            invalidate,
+            touch,
+            version,
+        } => meta_outcome(
+            store
+                .update(&key, false, |current| {
+                    meta::delete(current, compare_cas, invalidate, touch, version)
+                })
+                .await?,
+        ),
+        Command::MetaArith { key, spec, version } => meta_outcome(
+            store
+                .update(&key, false, |current| meta::arith(current, spec, version))
+                .await?,
+        ),
     })
+}
+
+/// A meta command's outcome; `None` from the store means the new item was too large.
+fn meta_outcome(outcome: Option<MetaOutcome>) -> Outcome {
+    Outcome::Meta(outcome.unwrap_or(MetaOutcome::TooLarge))
 }
 
 /// Whether `command` already took effect in `store`, and what it answered then: after an
@@ -230,6 +367,15 @@ pub async fn already_applied<S: Store>(
             ..
         } => (key, *version, false),
         Command::Arith { key, version, .. } => (key, *version, true),
+        Command::MetaSet {
+            rule: WriteRule::Add | WriteRule::Append | WriteRule::Prepend | WriteRule::Cas(_),
+            key,
+            version,
+            ..
+        } => return already_applied_meta(store, key, *version, false).await,
+        Command::MetaArith { key, version, .. } => {
+            return already_applied_meta(store, key, *version, true).await;
+        }
         _ => return Ok(None),
     };
     let found = store.get(std::slice::from_ref(key)).await?;
@@ -243,6 +389,25 @@ pub async fn already_applied<S: Store>(
         return Ok(Some(Outcome::Write(StoreOutcome::Stored)));
     }
     Ok(crate::store::parse_counter(&item.value).map(|n| Outcome::Arith(ArithOutcome::Value(n))))
+}
+
+/// [`already_applied`] for the meta commands whose repetition would change the item again.
+async fn already_applied_meta<S: Store>(
+    store: &S,
+    key: &Bytes,
+    version: Timestamp,
+    arith: bool,
+) -> StoreResult<Option<Outcome>> {
+    let found = store.peek(key, false).await?;
+    Ok(found
+        .filter(|(item, _)| item.version == version)
+        .map(|(item, access)| {
+            Outcome::Meta(if arith {
+                MetaOutcome::Hit(MetaHit::unchanged(&item, access))
+            } else {
+                MetaOutcome::Stored { cas: item.cas }
+            })
+        }))
 }
 
 #[cfg(test)]

@@ -1,5 +1,9 @@
 //! Request ⇄ command translation shared by every mode.
 
+mod meta;
+
+pub use meta::{escalated_response, meta_read, MetaRead};
+
 use crate::clock::{unix_ms, HybridClock, Timestamp};
 use crate::protocol::{ArithOp, Request, Response, StoreOp, Value};
 use crate::replicated::{Command, Outcome, WriteRule};
@@ -15,6 +19,14 @@ pub enum ReadOrWrite {
         keys: Vec<Bytes>,
         /// `gets`.
         with_cas: bool,
+    },
+    /// A meta get (or `me`) answered from one key's item as this replica holds it, unless
+    /// what it finds asks for a write ([`meta_read`] says which).
+    MetaRead {
+        /// The key.
+        key: Bytes,
+        /// Count the read in the item's access record.
+        bump: bool,
     },
     /// A command that must be applied (and replicated) in order.
     Write(Command),
@@ -83,7 +95,16 @@ pub fn command_for(request: &Request, clock: &HybridClock) -> ReadOrWrite {
             };
             ReadOrWrite::Write(Command::FlushAll { cutoff, version })
         }
-        Request::Version
+        Request::MetaGet(get) => meta::get_command(get, clock),
+        Request::MetaSet(set) => ReadOrWrite::Write(meta::set_command(set, clock)),
+        Request::MetaDelete(delete) => ReadOrWrite::Write(meta::delete_command(delete, clock)),
+        Request::MetaArith(arith) => ReadOrWrite::Write(meta::arith_command(arith, clock)),
+        Request::MetaDebug { key, .. } => ReadOrWrite::MetaRead {
+            key: key.clone(),
+            bump: false,
+        },
+        Request::MetaNoop
+        | Request::Version
         | Request::Verbosity { .. }
         | Request::Stats { .. }
         | Request::Quit
@@ -119,6 +140,7 @@ pub fn response_for(request: &Request, outcome: Result<Outcome, StoreError>) -> 
             Response::ClientError("cannot increment or decrement non-numeric value".to_string())
         }
         Outcome::Flushed => Response::Ok,
+        Outcome::Meta(outcome) => meta::response(request, &outcome, None),
         Outcome::Items(items) => {
             let (keys, with_cas) = match request {
                 Request::Get { keys, with_cas } | Request::Gat { keys, with_cas, .. } => {
