@@ -90,19 +90,34 @@ impl MemcachedStore {
 
     /// Counts a fetch of `key` on the backend (a bare `mg` bumps the item).
     async fn mark_fetched(&self, key: &Bytes) -> StoreResult<()> {
-        let request = Request::MetaGet(MetaGet {
-            key: key.clone(),
-            value: false,
-            no_bump: false,
-            touch: None,
-            vivify: None,
-            recache: None,
-            flags: MetaFlags::new(),
-        });
-        match self.pool.call(request).await? {
-            Response::MetaLine(_) => Ok(()),
-            other => Err(unexpected(&other)),
+        self.mark_fetched_many(vec![key.clone()]).await
+    }
+
+    /// Counts a fetch of each of `keys` on the backend, in one round trip.
+    pub(super) async fn mark_fetched_many(&self, keys: Vec<Bytes>) -> StoreResult<()> {
+        if keys.is_empty() {
+            return Ok(());
         }
+        let requests = keys
+            .into_iter()
+            .map(|key| {
+                Request::MetaGet(MetaGet {
+                    key,
+                    value: false,
+                    no_bump: false,
+                    touch: None,
+                    vivify: None,
+                    recache: None,
+                    flags: MetaFlags::new(),
+                })
+            })
+            .collect();
+        for reply in self.pool.call_many(requests).await? {
+            if !matches!(reply, Response::MetaLine(_)) {
+                return Err(unexpected(&reply));
+            }
+        }
+        Ok(())
     }
 
     /// [`Store::update`](crate::store::Store::update) on the backend: read with `u`, decide,

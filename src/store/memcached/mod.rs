@@ -39,10 +39,10 @@ use self::envelope::Decoded;
 use self::pool::Pool;
 use super::memory::flush::{FlushSchedule, Now};
 use super::{
-    apply_arith, parse_counter, ArithOutcome, ExpiresAt, Item, StoreError, StoreOutcome,
+    apply_arith, parse_counter, ArithOutcome, Change, ExpiresAt, Item, StoreError, StoreOutcome,
     StoreResult,
 };
-use crate::clock::{unix_secs, Timestamp};
+use crate::clock::Timestamp;
 use crate::protocol::{Request, Response, StoreOp};
 use bytes::{Bytes, BytesMut};
 use std::time::Duration;
@@ -112,14 +112,6 @@ struct Fetched {
     backend_cas: u64,
     /// Visible to memcord: neither expired nor flushed by the envelope's rules.
     live: bool,
-}
-
-/// What a read-modify-write decided after looking at the live item.
-enum Step<T> {
-    /// Answer `T` without writing.
-    Done(T),
-    /// Write this item, then answer `T`.
-    Write(Item, T),
 }
 
 /// What the backend said to a storage command.
@@ -232,42 +224,6 @@ impl MemcachedStore {
         Ok(out)
     }
 
-    async fn fetch_one(&self, key: &Bytes) -> StoreResult<Option<Fetched>> {
-        let mut fetched = self.fetch(std::slice::from_ref(key), true).await?;
-        Ok(fetched.pop().flatten())
-    }
-
-    /// Reads `key`, lets `decide` look at its live item, writes back what it asks for with the
-    /// backend's cas (or `add` when the key is absent), and starts over when another writer
-    /// got in between. `None`: the backend refused the item as too large.
-    async fn modify<T>(
-        &self,
-        key: &Bytes,
-        mut decide: impl FnMut(Option<&Item>) -> Step<T>,
-    ) -> StoreResult<Option<T>> {
-        for attempt in 0..self.max_retries {
-            let fetched = self.fetch_one(key).await?;
-            let live = fetched.as_ref().filter(|f| f.live).map(|f| &f.item);
-            let (item, answer) = match decide(live) {
-                Step::Done(answer) => return Ok(Some(answer)),
-                Step::Write(item, answer) => (item, answer),
-            };
-            let now_secs = unix_secs();
-            let request = match &fetched {
-                Some(old) => store_request(StoreOp::Cas, key, &item, old.backend_cas, now_secs),
-                // Nothing to replace, and an already dead item need not be written at all.
-                None if item.expires_at.is_expired(now_secs) => return Ok(Some(answer)),
-                None => store_request(StoreOp::Add, key, &item, 0, now_secs),
-            };
-            match written(self.pool.call(request).await?)? {
-                Written::Stored => return Ok(Some(answer)),
-                Written::TooLarge => return Ok(None),
-                Written::NotStored | Written::Raced => back_off(attempt).await,
-            }
-        }
-        Err(StoreError::Contention)
-    }
-
     /// `append` / `prepend` against the envelope.
     async fn concat(
         &self,
@@ -277,12 +233,12 @@ impl MemcachedStore {
         back: bool,
     ) -> StoreResult<StoreOutcome> {
         let outcome = self
-            .modify(&key, |live| {
-                let Some(old) = live else {
-                    return Step::Done(StoreOutcome::NotStored);
+            .update_meta(&key, false, |live| {
+                let Some((old, _)) = live else {
+                    return Change::Keep(StoreOutcome::NotStored);
                 };
                 if old.value.len() + data.len() > self.max_item_size {
-                    return Step::Done(StoreOutcome::TooLarge);
+                    return Change::Keep(StoreOutcome::TooLarge);
                 }
                 let (first, second) = if back {
                     (&old.value, &data)
@@ -293,7 +249,7 @@ impl MemcachedStore {
                 value.extend_from_slice(first);
                 value.extend_from_slice(second);
                 let item = Item::new(value.freeze(), old.flags, old.expires_at, version);
-                Step::Write(item, StoreOutcome::Stored)
+                Change::Replace(item, StoreOutcome::Stored)
             })
             .await?;
         Ok(outcome.unwrap_or(StoreOutcome::TooLarge))
@@ -306,17 +262,23 @@ impl MemcachedStore {
         version: Timestamp,
         incr: bool,
     ) -> StoreResult<ArithOutcome> {
-        self.modify(&key, |live| {
-            let Some(old) = live else {
-                return Step::Done(ArithOutcome::NotFound);
+        self.update_meta(&key, false, |live| {
+            let Some((old, _)) = live else {
+                return Change::Keep(ArithOutcome::NotFound);
             };
             let Some(current) = parse_counter(&old.value) else {
-                return Step::Done(ArithOutcome::NonNumeric);
+                return Change::Keep(ArithOutcome::NonNumeric);
             };
             let next = apply_arith(current, delta, incr);
             let value = Bytes::from(next.to_string());
-            Step::Write(
-                Item::new(value, old.flags, old.expires_at, version),
+            // Counted in place, as memcached does: the item's marks and access record stay.
+            Change::Modify(
+                Item {
+                    value,
+                    cas: version.as_u64(),
+                    version,
+                    ..old.clone()
+                },
                 ArithOutcome::Value(next),
             )
         })
@@ -331,11 +293,12 @@ impl MemcachedStore {
         expires_at: ExpiresAt,
         version: Timestamp,
     ) -> StoreResult<Option<Item>> {
-        self.modify(key, |live| match live {
-            None => Step::Done(None),
-            Some(old) => {
+        // A touch is a fetch to memcached: the item counts as fetched afterwards.
+        self.update_meta(key, true, |live| match live {
+            None => Change::Keep(None),
+            Some((old, _)) => {
                 let touched = touched(old, expires_at, version);
-                Step::Write(touched.clone(), Some(touched))
+                Change::Modify(touched.clone(), Some(touched))
             }
         })
         .await?

@@ -1,6 +1,6 @@
 //! The [`Store`] operations of [`MemcachedStore`], each atomic per key (see the module docs).
 
-use super::{store_request, touched, unexpected, written, MemcachedStore, Step, Written};
+use super::{store_request, touched, unexpected, written, MemcachedStore, Written};
 use crate::clock::{unix_ms, unix_secs, Timestamp};
 use crate::protocol::{Request, Response, StoreOp};
 use crate::store::{
@@ -63,9 +63,9 @@ impl Store for MemcachedStore {
             }
         }
         let outcome = self
-            .modify(&key, |live| match live {
-                Some(_) => Step::Done(StoreOutcome::NotStored),
-                None => Step::Write(item.clone(), StoreOutcome::Stored),
+            .update_meta(&key, false, |live| match live {
+                Some(_) => Change::Keep(StoreOutcome::NotStored),
+                None => Change::Replace(item.clone(), StoreOutcome::Stored),
             })
             .await?;
         Ok(outcome.unwrap_or(StoreOutcome::TooLarge))
@@ -76,9 +76,9 @@ impl Store for MemcachedStore {
             return Ok(StoreOutcome::TooLarge);
         }
         let outcome = self
-            .modify(&key, |live| match live {
-                None => Step::Done(StoreOutcome::NotStored),
-                Some(_) => Step::Write(item.clone(), StoreOutcome::Stored),
+            .update_meta(&key, false, |live| match live {
+                None => Change::Keep(StoreOutcome::NotStored),
+                Some(_) => Change::Replace(item.clone(), StoreOutcome::Stored),
             })
             .await?;
         Ok(outcome.unwrap_or(StoreOutcome::TooLarge))
@@ -107,10 +107,10 @@ impl Store for MemcachedStore {
             return Ok(StoreOutcome::TooLarge);
         }
         let outcome = self
-            .modify(&key, |live| match live {
-                None => Step::Done(StoreOutcome::NotFound),
-                Some(old) if old.cas != expected => Step::Done(StoreOutcome::Exists),
-                Some(_) => Step::Write(item.clone(), StoreOutcome::Stored),
+            .update_meta(&key, false, |live| match live {
+                None => Change::Keep(StoreOutcome::NotFound),
+                Some((old, _)) if old.cas != expected => Change::Keep(StoreOutcome::Exists),
+                Some(_) => Change::Replace(item.clone(), StoreOutcome::Stored),
             })
             .await?;
         Ok(outcome.unwrap_or(StoreOutcome::TooLarge))
@@ -119,7 +119,7 @@ impl Store for MemcachedStore {
     async fn delete(&self, key: Bytes, _version: Timestamp) -> StoreResult<bool> {
         // An item memcord considers dead is not there: answer false and leave it to the
         // backend's own expiry (deleting it could remove a newer write made meanwhile).
-        match self.fetch_one(&key).await? {
+        match self.fetch_meta(&key, false).await? {
             Some(fetched) if fetched.live => self.delete_key(key).await,
             _ => Ok(false),
         }
@@ -175,13 +175,16 @@ impl Store for MemcachedStore {
             return Ok(out);
         }
         let replies = self.pool.call_many(writes).await?;
+        let mut rewritten = Vec::with_capacity(written_at.len());
         for (i, reply) in written_at.into_iter().zip(replies) {
             match written(reply)? {
-                Written::Stored => {}
+                Written::Stored => rewritten.push(keys[i].clone()),
                 // Someone wrote the key in between: do that key again on its own.
                 _ => out[i] = self.touch_one(&keys[i], expires_at, version).await?,
             }
         }
+        // A touch is a fetch to memcached, and the rewritten items are new to the backend.
+        self.mark_fetched_many(rewritten).await?;
         Ok(out)
     }
 

@@ -129,42 +129,55 @@ impl MemoryStore {
         Now::read(&self.flushes)
     }
 
-    /// `append` and `prepend`: the new value is built outside nothing but the shard lock.
+    /// `append` and `prepend`: a new item (fresh cas id and access record), built under the
+    /// shard lock.
     fn concat(&self, key: Bytes, data: Bytes, version: Timestamp, back: bool) -> StoreOutcome {
         let now = self.now();
+        let max = self.max_item_size;
         let mut shard = self.shard(&key).lock();
-        let Some(old) = shard.get(&key, &now) else {
-            return StoreOutcome::NotStored;
-        };
-        if old.value.len() + data.len() > self.max_item_size {
-            return StoreOutcome::TooLarge;
-        }
-        let (first, second) = if back {
-            (&old.value, &data)
-        } else {
-            (&data, &old.value)
-        };
-        let mut value = BytesMut::with_capacity(first.len() + second.len());
-        value.extend_from_slice(first);
-        value.extend_from_slice(second);
-        let item = Item::new(value.freeze(), old.flags, old.expires_at, version);
-        shard.put(key, item, &now);
-        StoreOutcome::Stored
+        let outcome = shard.update(&key, &now, false, max, |live| {
+            let Some((old, _)) = live else {
+                return Change::Keep(StoreOutcome::NotStored);
+            };
+            if old.value.len() + data.len() > max {
+                return Change::Keep(StoreOutcome::TooLarge);
+            }
+            let (first, second) = if back {
+                (&old.value, &data)
+            } else {
+                (&data, &old.value)
+            };
+            let mut value = BytesMut::with_capacity(first.len() + second.len());
+            value.extend_from_slice(first);
+            value.extend_from_slice(second);
+            let item = Item::new(value.freeze(), old.flags, old.expires_at, version);
+            Change::Replace(item, StoreOutcome::Stored)
+        });
+        outcome.unwrap_or(StoreOutcome::TooLarge)
     }
 
+    /// `incr` and `decr`: counted in place, as memcached does (the item keeps its marks and
+    /// access record), under a new cas id.
     fn arith(&self, key: Bytes, delta: u64, version: Timestamp, incr: bool) -> ArithOutcome {
         let now = self.now();
         let mut shard = self.shard(&key).lock();
-        let Some(old) = shard.get(&key, &now) else {
-            return ArithOutcome::NotFound;
-        };
-        let Some(current) = parse_counter(&old.value) else {
-            return ArithOutcome::NonNumeric;
-        };
-        let next = apply_arith(current, delta, incr);
-        let item = Item::new(decimal(next), old.flags, old.expires_at, version);
-        shard.put(key, item, &now);
-        ArithOutcome::Value(next)
+        let outcome = shard.update(&key, &now, false, usize::MAX, |live| {
+            let Some((old, _)) = live else {
+                return Change::Keep(ArithOutcome::NotFound);
+            };
+            let Some(current) = parse_counter(&old.value) else {
+                return Change::Keep(ArithOutcome::NonNumeric);
+            };
+            let next = apply_arith(current, delta, incr);
+            let item = Item {
+                value: decimal(next),
+                cas: version.as_u64(),
+                version,
+                ..old.clone()
+            };
+            Change::Modify(item, ArithOutcome::Value(next))
+        });
+        outcome.unwrap_or(ArithOutcome::NotFound)
     }
 }
 
