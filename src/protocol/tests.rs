@@ -344,7 +344,9 @@ fn table() -> Vec<(Vec<u8>, ParseOutcome)> {
     add("foo\r\n", error(5));
     add("GET a\r\n", error(7));
     add("g\r\n", error(3));
-    add("mn\r\n", error(4));
+    add("MN\r\n", error(4));
+    add("mx\r\n", error(4));
+    add("mn\r\n", ok(Request::MetaNoop, 4));
     add("\rget a\r\n", error(8));
     t
 }
