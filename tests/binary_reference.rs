@@ -494,7 +494,7 @@ fn noop_version_flush() {
 /// `stats_end`.
 fn stats(c: &mut Client, group: &str) -> Vec<(String, String)> {
     let request = BinaryRequest::stat(group.to_owned()).with_opaque(0x5747);
-    c.send(&[request.clone()]);
+    c.send(std::slice::from_ref(&request));
     let mut stats = Vec::new();
     loop {
         let reply = c.recv();

@@ -8,7 +8,7 @@
 //!
 //! As in the text codec, "not enough bytes yet" is kept apart from "invalid", memcache errors
 //! are values, nothing panics on any input, and a length announced by the peer is bounded by
-//! [`Limits`] (key ≤ `max_key_len`, value ≤ `max_value_len`, extras by opcode) before the
+//! [`Limits`](crate::protocol::Limits) (key ≤ `max_key_len`, value ≤ `max_value_len`, extras by opcode) before the
 //! parser waits for the bytes behind it.
 //!
 //! # The frame
@@ -88,7 +88,7 @@
 //!   queued). memcord answers "Invalid arguments" and closes, as memcached does for a value on
 //!   every other opcode that takes none.
 //! * **Item size**: memcached's limit includes its item header and the key; memcord compares
-//!   the value with [`Limits::max_value_len`] alone (as the text codec).
+//!   the value with [`Limits::max_value_len`](crate::protocol::Limits::max_value_len) alone (as the text codec).
 //! * **Verdicts come from the header alone** (a bad magic from the first byte); memcached waits
 //!   for the extras and key (the whole header) first. Only the timing differs.
 //! * **Bodies near 4 GiB**: memcached computes the value length as a C `int`, which goes

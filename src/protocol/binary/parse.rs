@@ -136,7 +136,7 @@ pub fn parse_request(buf: &[u8], limits: &Limits) -> BinaryParse {
         }
         _ => {}
     }
-    // The frame is bounded now: extras ≤ 20, key ≤ max_key_len, value ≤ max_value_len.
+    // From here the frame is bounded: extras ≤ 20, key ≤ max_key_len, value ≤ max_value_len.
     let end = header.frame_len();
     if buf.len() < end {
         return BinaryParse::Incomplete;
