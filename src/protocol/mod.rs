@@ -78,6 +78,7 @@
 //! number followed by a space), memcached dropping replies still queued in the same read when a
 //! multi-get key is too long, and the unlinking of an existing key by an oversized `set`.
 
+pub mod binary;
 mod compose;
 mod limits;
 mod line;
