@@ -75,8 +75,8 @@ const OUTPUT_HIGH_WATER: usize = 1024 * 1024;
 #[derive(Debug)]
 pub struct Connection {
     stream: TcpStream,
-    input: BytesMut,
-    output: BytesMut,
+    pub(super) input: BytesMut,
+    pub(super) output: BytesMut,
 }
 
 impl Connection {
@@ -141,9 +141,21 @@ impl Connection {
 
 /// Whether the connection stays open after a batch.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Flow {
+pub(super) enum Flow {
     Open,
     Close,
+}
+
+/// The protocol a connection speaks, decided by its first byte as memcached decides it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub(crate) enum Wire {
+    /// Nothing received yet.
+    #[default]
+    Undecided,
+    /// The text protocol (classic and meta commands).
+    Text,
+    /// The binary protocol (first byte `0x80`).
+    Binary,
 }
 
 /// Serves one connection until the client leaves, misbehaves, idles out or the server stops.
@@ -159,6 +171,8 @@ pub(crate) struct Handler<C: Coordinator> {
     pub(crate) counters: ConnCounters,
     /// Bytes of a rejected data block still to be discarded as they arrive.
     pub(crate) swallow: usize,
+    /// The protocol this connection speaks.
+    pub(crate) wire: Wire,
 }
 
 impl<C: Coordinator> Handler<C> {
@@ -199,16 +213,44 @@ impl<C: Coordinator> Handler<C> {
         written.map(|_| ())
     }
 
-    /// Answers every complete request in the read buffer.
+    /// Answers every complete request in the read buffer, in the connection's protocol.
     async fn process_buffered(&mut self) -> io::Result<Flow> {
+        if self.wire == Wire::Undecided {
+            match self.conn.input.first() {
+                None => return Ok(Flow::Open),
+                Some(&crate::protocol::binary::REQUEST_MAGIC) => self.wire = Wire::Binary,
+                Some(_) => self.wire = Wire::Text,
+            }
+        }
+        match self.wire {
+            Wire::Binary => self.process_binary().await,
+            _ => self.process_text().await,
+        }
+    }
+
+    /// Discards what is left of a rejected data block; `false` while some is still to come.
+    pub(super) fn swallow_pending(&mut self) -> bool {
+        if self.swallow > 0 {
+            let n = self.swallow.min(self.conn.input.len());
+            self.conn.input.advance(n);
+            self.swallow -= n;
+        }
+        self.swallow == 0
+    }
+
+    /// Writes the replies out early once they pass the high-water mark.
+    pub(super) async fn flush_if_full(&mut self) -> io::Result<()> {
+        if self.conn.output.len() >= OUTPUT_HIGH_WATER {
+            self.flush().await?;
+        }
+        Ok(())
+    }
+
+    /// Answers every complete text request in the read buffer.
+    async fn process_text(&mut self) -> io::Result<Flow> {
         loop {
-            if self.swallow > 0 {
-                let n = self.swallow.min(self.conn.input.len());
-                self.conn.input.advance(n);
-                self.swallow -= n;
-                if self.swallow > 0 {
-                    return Ok(Flow::Open);
-                }
+            if !self.swallow_pending() {
+                return Ok(Flow::Open);
             }
             if self.conn.input.is_empty() {
                 return Ok(Flow::Open);
@@ -244,9 +286,7 @@ impl<C: Coordinator> Handler<C> {
                     }
                 }
             }
-            if self.conn.output.len() >= OUTPUT_HIGH_WATER {
-                self.flush().await?;
-            }
+            self.flush_if_full().await?;
         }
     }
 

@@ -6,6 +6,7 @@
 //! `Semaphore` caps connections, a broadcast channel tells handlers to stop, and an mpsc channel
 //! whose senders the handlers hold tells the server when the last one has finished.
 
+mod binary;
 mod connection;
 pub mod peer;
 mod shutdown;
@@ -199,6 +200,7 @@ impl<C: Coordinator> Acceptor<C> {
                 _shutdown_complete: self.shutdown_complete_tx.clone(),
                 counters: ConnCounters::default(),
                 swallow: 0,
+                wire: connection::Wire::default(),
             };
             tokio::spawn(async move {
                 if let Err(err) = handler.run().await {

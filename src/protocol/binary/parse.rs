@@ -20,6 +20,18 @@ pub enum BinaryParse {
         /// Bytes it occupied (header and body).
         consumed: usize,
     },
+    /// A `Set`/`SetQ` whose value is over the size limit: answered `reply` ("Too large."),
+    /// the value swallowed, and, as memcached does, the key's old item removed.
+    TooLarge {
+        /// memcached's reply.
+        reply: BinaryResponse,
+        /// The key whose old item must go.
+        key: Bytes,
+        /// Bytes to drop from the buffer now (header, extras and key).
+        consumed: usize,
+        /// The value's bytes, swallowed as they arrive.
+        swallow: usize,
+    },
     /// A frame memcached does not serve, answered with `reply`.
     Invalid {
         /// memcached's reply (`None`: it closes without one). Never left out for a quiet
@@ -129,7 +141,20 @@ pub fn parse_request(buf: &[u8], limits: &Limits) -> BinaryParse {
         Opcode::SaslListMechs | Opcode::SaslAuth | Opcode::SaslStep => {
             return swallow(error(Status::UnknownCommand), &header);
         }
-        Opcode::Set | Opcode::Add | Opcode::Replace | Opcode::Append | Opcode::Prepend
+        Opcode::Set if value_len as usize > limits.max_value_len => {
+            // The key is needed to unlink the old item: wait for it (at most 8 + 250 bytes).
+            let head = HEADER_LEN + extras_len + key_len;
+            let Some(key) = buf.get(HEADER_LEN + extras_len..head) else {
+                return BinaryParse::Incomplete;
+            };
+            return BinaryParse::TooLarge {
+                reply: error(Status::TooLarge),
+                key: Bytes::copy_from_slice(key),
+                consumed: head,
+                swallow: value_len as usize,
+            };
+        }
+        Opcode::Add | Opcode::Replace | Opcode::Append | Opcode::Prepend
             if value_len as usize > limits.max_value_len =>
         {
             return swallow(error(Status::TooLarge), &header);

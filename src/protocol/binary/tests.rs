@@ -109,6 +109,15 @@ fn swallowed(opcode: Opcode, status: Status, body: usize) -> BinaryParse {
     }
 }
 
+fn too_large(opcode: Opcode, key: &'static [u8], value: usize) -> BinaryParse {
+    BinaryParse::TooLarge {
+        reply: BinaryResponse::error_for(opcode, 0, Status::TooLarge),
+        key: Bytes::from_static(key),
+        consumed: HEADER_LEN + 8 + key.len(),
+        swallow: value,
+    }
+}
+
 const STORE_EXTRAS: [u8; 8] = [0xde, 0xad, 0xbe, 0xef, 0, 0, 0x1c, 0x20];
 
 fn arith_extras(delta: u64, initial: u64, exptime: u32) -> Vec<u8> {
@@ -587,15 +596,16 @@ fn refused() -> Vec<(&'static str, Vec<u8>, BinaryParse)> {
 
     // values over the limit: Too large., the body swallowed (decided on the header).
     let big = 1024 * 1024 + 1;
+    // A set waits for its key, which loses its old item.
     add(
         "set 1 MiB + 1",
-        head(0x01, 1, 8, 9 + big),
-        swallowed(Set, Status::TooLarge, 9 + big as usize),
+        [head(0x01, 1, 8, 9 + big), STORE_EXTRAS.to_vec(), b"k".to_vec()].concat(),
+        too_large(Set, b"k", big as usize),
     );
     add(
         "setq 1 MiB + 1",
-        head(0x11, 1, 8, 9 + big),
-        swallowed(SetQ, Status::TooLarge, 9 + big as usize),
+        [head(0x11, 1, 8, 9 + big), STORE_EXTRAS.to_vec(), b"k".to_vec()].concat(),
+        too_large(SetQ, b"k", big as usize),
     );
     add(
         "add 4 GiB",
@@ -659,9 +669,11 @@ fn the_value_limit_is_the_limits_own() {
         BinaryParse::Request { .. }
     ));
     let over = req(0x01, &STORE_EXTRAS, b"k", b"12345");
+    assert_eq!(parse_request(&over, &small), too_large(Set, b"k", 5));
     assert_eq!(
-        parse_request(&over, &small),
-        swallowed(Set, Status::TooLarge, 14)
+        parse_request(&over[..HEADER_LEN + 8], &small),
+        BinaryParse::Incomplete,
+        "an oversized set waits for its key"
     );
     // Frames without a value are not concerned.
     let get = req(0x00, &[], b"k", &[]);
@@ -1209,6 +1221,9 @@ proptest! {
                     }
                     BinaryParse::Invalid { consumed, .. } => {
                         prop_assert!(consumed > 0 && consumed <= input.len());
+                    }
+                    BinaryParse::TooLarge { consumed, key, .. } => {
+                        prop_assert!(consumed <= input.len() && key.len() <= l.max_key_len);
                     }
                     BinaryParse::Incomplete => {}
                 }
