@@ -19,17 +19,42 @@ fn memcached_backed_peer() -> (MemcachedProcess, PeerProcess) {
 
 #[test]
 fn rust_memcache_crate() {
-    rust_memcache_crate_against(&PeerProcess::start(&["--kv-type", "memory"]));
+    let peer = PeerProcess::start(&["--kv-type", "memory"]);
+    rust_memcache_crate_against(&peer, Protocol::Ascii);
+    rust_memcache_crate_against(&peer, Protocol::Binary);
 }
 
 #[test]
 fn rust_memcache_crate_memcached_backed() {
     let (_backend, peer) = memcached_backed_peer();
-    rust_memcache_crate_against(&peer);
+    rust_memcache_crate_against(&peer, Protocol::Ascii);
+    rust_memcache_crate_against(&peer, Protocol::Binary);
 }
 
-fn rust_memcache_crate_against(peer: &PeerProcess) {
-    let url = format!("memcache://{}?protocol=ascii", peer.addr);
+/// Which protocol the `memcache` crate speaks: its default is binary.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Protocol {
+    Ascii,
+    Binary,
+}
+
+#[test]
+fn rust_memcache_crate_expectations_hold_for_memcached_itself() {
+    let memcached = MemcachedProcess::start();
+    rust_memcache_crate_at(memcached.addr(), Protocol::Ascii, false);
+    rust_memcache_crate_at(memcached.addr(), Protocol::Binary, false);
+}
+
+fn rust_memcache_crate_against(peer: &PeerProcess, protocol: Protocol) {
+    rust_memcache_crate_at(peer.addr, protocol, true);
+}
+
+fn rust_memcache_crate_at(addr: std::net::SocketAddr, protocol: Protocol, memcord: bool) {
+    let url = match protocol {
+        Protocol::Ascii => format!("memcache://{addr}?protocol=ascii"),
+        // No `protocol` parameter: the crate's default, the binary protocol.
+        Protocol::Binary => format!("memcache://{addr}"),
+    };
     let client = memcache::Client::builder()
         .add_server(url.as_str())
         .unwrap()
@@ -40,7 +65,9 @@ fn rust_memcache_crate_against(peer: &PeerProcess) {
         .unwrap();
 
     let version = client.version().unwrap();
-    assert_eq!(version[0].1, memcord::protocol::VERSION);
+    if memcord {
+        assert_eq!(version[0].1, memcord::protocol::VERSION);
+    }
 
     client.set("greeting", "hello", 0).unwrap();
     assert_eq!(
@@ -64,8 +91,17 @@ fn rust_memcache_crate_against(peer: &PeerProcess) {
     assert_eq!(client.decrement("counter", 50).unwrap(), 0);
 
     client.add("fresh", "a", 0).unwrap();
-    // The crate maps NOT_STORED to Ok(()); the value shows that the second add lost.
-    client.add("fresh", "b", 0).unwrap();
+    match protocol {
+        // Over ASCII the crate maps NOT_STORED to Ok(()); the value shows the second add lost.
+        Protocol::Ascii => client.add("fresh", "b", 0).unwrap(),
+        // Over binary memcached answers "Data exists for key.", which the crate returns.
+        Protocol::Binary => assert!(matches!(
+            client.add("fresh", "b", 0),
+            Err(memcache::MemcacheError::CommandError(
+                memcache::CommandError::KeyExists
+            ))
+        )),
+    }
     assert_eq!(client.get::<String>("fresh").unwrap().as_deref(), Some("a"));
     client.append("fresh", "z").unwrap();
     client.prepend("fresh", "y").unwrap();
@@ -90,8 +126,12 @@ fn rust_memcache_crate_against(peer: &PeerProcess) {
     assert!(client.delete("fresh").unwrap());
     assert!(!client.delete("fresh").unwrap());
 
-    // Not `client.stats()`: memcache 0.21 stops reading a stats reply after its first line
-    // (an inverted END check), leaving the rest on the connection.
+    if protocol == Protocol::Binary {
+        // Over binary the crate reads the whole stats reply (its ASCII reader stops after
+        // the first line: an inverted END check).
+        let stats = client.stats().unwrap();
+        assert!(stats[0].1.contains_key("curr_items"), "{stats:?}");
+    }
 
     client.flush().unwrap();
     assert_eq!(client.get::<String>("greeting").unwrap(), None);
@@ -139,6 +179,32 @@ fn libmemcached_tool(program: &str, args: &[&str]) -> std::process::Output {
         String::from_utf8_lossy(&out.stderr)
     );
     out
+}
+
+/// Runs memcapable's whole suite (ASCII and binary) against `port`; the number of tests
+/// that passed.
+pub fn memcapable_passes(port: u16) -> usize {
+    let port = port.to_string();
+    let out = libmemcached_tool("memccapable", &["-t", "10", "-h", "127.0.0.1", "-p", &port]);
+    let report = String::from_utf8_lossy(&out.stdout);
+    assert!(report.contains("All tests passed"), "{report}");
+    let passed = report.lines().filter(|l| l.ends_with("[pass]")).count();
+    assert!(
+        report.lines().filter(|l| l.starts_with("binary ")).count() >= 25,
+        "{report}"
+    );
+    passed
+}
+
+#[test]
+fn libmemcached_capability_suite_over_both_protocols_and_stores() {
+    let memory = PeerProcess::start(&["--kv-type", "memory"]);
+    let (_backend, backed) = memcached_backed_peer();
+    // The same count as against memcached itself.
+    let reference = MemcachedProcess::start();
+    let expected = memcapable_passes(reference.port());
+    assert_eq!(memcapable_passes(memory.port()), expected);
+    assert_eq!(memcapable_passes(backed.port()), expected);
 }
 
 #[test]
