@@ -3,17 +3,23 @@
 //!
 //! A [`Session`] is a list of [`Step`]s over one fresh connection. Each step's bytes are sent
 //! as they are (`{p}` is a per-session key prefix; `{cas:NAME}` a cas id this server answered
-//! earlier in the session), then a sentinel that marks the end of the reply: `mn\r\n` for the
-//! text protocols (answered `MN\r\n`, so quiet replies and swallowed bytes are visible as they
-//! are), a binary `noop` for the binary protocol. A step that closes the connection reads to
-//! the end of the stream instead.
+//! earlier in the session), then a sentinel that marks the end of the reply: for the text
+//! protocols a meta get of a key no session uses, with the step's number as its opaque
+//! (answered `EN k__sentinel__ O<step>`, so quiet replies and swallowed bytes are visible as
+//! they are, and an `mn` in the step cannot be taken for the end), a binary `noop` with its own
+//! opaque for the binary protocol. A step that closes the connection reads to the end of the
+//! stream instead.
 //!
 //! What is normalised, and nothing else: cas ids (both sides must answer one where the other
 //! does), TTLs left (within a second: the servers' clocks tick at different moments), seconds
 //! since last access, `me`'s `cls` and `size` (memcord's own classes), the `VERSION` text and
 //! binary stat values.
 
-use memcord::protocol::binary::{parse_response as parse_binary, BinaryParse, BinaryResponse};
+use bytes::{Bytes, BytesMut};
+use memcord::protocol::binary::{
+    compose_request, parse_response as parse_binary, BinaryRequest, BinaryResponse,
+    BinaryResponseParse, Opcode,
+};
 use memcord::protocol::{parse_request, Limits, ParseOutcome};
 use std::collections::HashMap;
 use std::io::{Read, Write};
@@ -44,30 +50,63 @@ pub struct Session {
 
 /// One exchange.
 pub struct Step {
-    /// Bytes to send, with `{p}` and `{cas:NAME}` holes.
+    /// Bytes to send, with `{p}` and `{cas:NAME}` holes (text), or binary frames whose keys
+    /// may hold `{p}` and whose cas may be [`CAS_HOLE`].
     pub send: Vec<u8>,
+    /// Binary frames, composed when the step runs (their lengths depend on the prefix).
+    pub frames: Vec<BinaryRequest>,
     /// Capture the first cas id of the reply under this name.
     pub capture: Option<&'static str>,
+    /// A frame's [`CAS_HOLE`] takes the cas id captured under this name.
+    pub use_cas: Option<&'static str>,
     /// The server closes the connection after this step.
     pub closes: bool,
 }
+
+/// The cas of a binary frame that takes a captured cas id ([`Step::use_cas`]).
+pub const CAS_HOLE: u64 = u64::MAX - 1;
 
 impl Step {
     /// Sends `send`.
     pub fn new(send: impl AsRef<[u8]>) -> Step {
         Step {
             send: send.as_ref().to_vec(),
+            frames: Vec::new(),
             capture: None,
+            use_cas: None,
             closes: false,
         }
     }
 
+    /// Sends binary `frames`.
+    pub fn frames(frames: Vec<BinaryRequest>) -> Step {
+        Step {
+            frames,
+            ..Step::new("")
+        }
+    }
+
+    /// The same step, after which the server closes the connection.
+    pub fn closes(mut self) -> Step {
+        self.closes = true;
+        self
+    }
+
+    /// The same step, keeping the reply's first cas id as `name`.
+    pub fn keep_cas(mut self, name: &'static str) -> Step {
+        self.capture = Some(name);
+        self
+    }
+
+    /// The same step, its frames' [`CAS_HOLE`] filled with the cas id kept as `name`.
+    pub fn with_cas(mut self, name: &'static str) -> Step {
+        self.use_cas = Some(name);
+        self
+    }
+
     /// Sends `send` and keeps the reply's first cas id as `name`.
     pub fn capture(send: impl AsRef<[u8]>, name: &'static str) -> Step {
-        Step {
-            capture: Some(name),
-            ..Step::new(send)
-        }
+        Step::new(send).keep_cas(name)
     }
 
     /// Sends `send`, after which the server closes the connection.
@@ -89,13 +128,13 @@ pub fn run(addr: SocketAddr, session: &Session, prefix: &str) -> Transcript {
     let mut captures: HashMap<&'static str, u64> = HashMap::new();
     let mut transcript = Vec::new();
     for (index, step) in session.steps.iter().enumerate() {
-        let bytes = expand(&step.send, prefix, &captures);
+        let bytes = payload(step, prefix, &captures);
         stream.write_all(&bytes).expect("write");
         let reply = if step.closes {
             read_to_close(&mut stream)
         } else {
-            stream.write_all(sentinel(session.wire)).expect("write");
-            read_to_sentinel(&mut stream, session.wire)
+            stream.write_all(&sentinel(session.wire, index)).expect("write");
+            read_to_sentinel(&mut stream, session.wire, index)
         }
         .unwrap_or_else(|why| {
             panic!(
@@ -114,23 +153,26 @@ pub fn run(addr: SocketAddr, session: &Session, prefix: &str) -> Transcript {
     transcript
 }
 
-fn sentinel(wire: Wire) -> &'static [u8] {
+/// The key of the text sentinel.
+const SENTINEL_KEY: &str = "__sentinel__";
+
+fn sentinel(wire: Wire, step: usize) -> Vec<u8> {
     match wire {
-        Wire::Text => b"mn\r\n",
+        Wire::Text => format!("mg {SENTINEL_KEY} k O{step}\r\n").into_bytes(),
         // magic 0x80, opcode noop (0x0a), everything else zero, opaque 0xfeedface.
-        Wire::Binary => &[
+        Wire::Binary => vec![
             0x80, 0x0a, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xfe, 0xed, 0xfa, 0xce, 0, 0, 0, 0, 0, 0,
             0, 0,
         ],
     }
 }
 
-fn read_to_sentinel(stream: &mut TcpStream, wire: Wire) -> Result<Vec<u8>, String> {
+fn read_to_sentinel(stream: &mut TcpStream, wire: Wire, step: usize) -> Result<Vec<u8>, String> {
     let deadline = Instant::now() + STEP_DEADLINE;
     let mut got = Vec::new();
     let mut buf = [0u8; 64 * 1024];
     loop {
-        if let Some(end) = sentinel_end(wire, &got) {
+        if let Some(end) = sentinel_end(wire, step, &got) {
             got.truncate(end);
             return Ok(got);
         }
@@ -148,16 +190,20 @@ fn read_to_sentinel(stream: &mut TcpStream, wire: Wire) -> Result<Vec<u8>, Strin
 }
 
 /// Where the reply ends when `got` ends with the sentinel's answer.
-fn sentinel_end(wire: Wire, got: &[u8]) -> Option<usize> {
+fn sentinel_end(wire: Wire, step: usize, got: &[u8]) -> Option<usize> {
     match wire {
-        Wire::Text => got.ends_with(b"MN\r\n").then(|| got.len() - 4),
+        Wire::Text => {
+            let answer = format!("EN k{SENTINEL_KEY} O{step}\r\n");
+            got.ends_with(answer.as_bytes())
+                .then(|| got.len() - answer.len())
+        }
         Wire::Binary => {
             // Walk whole frames: the sentinel's answer is a noop frame with its opaque.
             let mut at = 0;
             while at < got.len() {
                 match parse_binary(&got[at..], &Limits::default()) {
-                    BinaryParse::Response { response, consumed } => {
-                        if response.header.opaque == 0xfeed_face && response.header.opcode == 0x0a {
+                    BinaryResponseParse::Response { response, consumed } => {
+                        if response.opaque == 0xfeed_face && response.opcode == Opcode::Noop {
                             return (at + consumed == got.len()).then_some(at);
                         }
                         at += consumed;
@@ -187,6 +233,25 @@ fn read_to_close(stream: &mut TcpStream) -> Result<Vec<u8>, String> {
             Err(_) => return Ok(got),
         }
     }
+}
+
+/// The bytes a step sends on this server.
+fn payload(step: &Step, prefix: &str, captures: &HashMap<&'static str, u64>) -> Vec<u8> {
+    let mut out = expand(&step.send, prefix, captures);
+    let mut frames = BytesMut::new();
+    for frame in &step.frames {
+        let mut frame = frame.clone();
+        frame.key = Bytes::from(replace(&frame.key, b"{p}", prefix.as_bytes()));
+        if frame.cas == CAS_HOLE {
+            frame.cas = step
+                .use_cas
+                .and_then(|name| captures.get(name).copied())
+                .unwrap_or(0);
+        }
+        compose_request(&frame, &mut frames);
+    }
+    out.extend_from_slice(&frames);
+    out
 }
 
 fn expand(bytes: &[u8], prefix: &str, captures: &HashMap<&'static str, u64>) -> Vec<u8> {
@@ -223,7 +288,7 @@ fn first_cas(wire: Wire, reply: &[u8]) -> Option<u64> {
         Wire::Binary => binary_frames(reply)
             .ok()?
             .into_iter()
-            .map(|f| f.header.cas)
+            .map(|f| f.cas)
             .find(|&cas| cas != 0),
     }
 }
@@ -244,6 +309,7 @@ pub fn request_count(session: &Session) -> usize {
     };
     let mut count = 0;
     for step in &session.steps {
+        count += step.frames.len();
         let bytes = expand(&step.send, "p", &HashMap::new());
         let mut at = 0;
         while at < bytes.len() {
@@ -300,8 +366,14 @@ pub fn differences(session: &Session, memcached: &Transcript, memcord: &Transcri
 
 /// Text replies match word for word, but for the normalised words.
 fn same_text(expected: &[u8], got: &[u8]) -> Result<(), String> {
-    let lines_a: Vec<&[u8]> = expected.split(|&b| b == b'\n').collect();
-    let lines_b: Vec<&[u8]> = got.split(|&b| b == b'\n').collect();
+    let split = |bytes: &[u8]| -> Vec<Vec<u8>> {
+        bytes
+            .split(|&b| b == b'\n')
+            .map(|l| l.strip_suffix(b"\r").unwrap_or(l).to_vec())
+            .collect()
+    };
+    let lines_a = split(expected);
+    let lines_b = split(got);
     if lines_a.len() != lines_b.len() {
         return Err("a different number of lines".into());
     }
@@ -363,15 +435,13 @@ fn same_binary(expected: &[u8], got: &[u8]) -> Result<(), String> {
         return Err(format!("{} frames against {}", a.len(), b.len()));
     }
     for (x, y) in a.iter().zip(&b) {
-        let (hx, hy) = (&x.header, &y.header);
-        let free_value = matches!(hx.opcode, 0x10 | 0x0b);
-        let same = hx.magic == hy.magic
-            && hx.opcode == hy.opcode
-            && hx.status == hy.status
-            && hx.opaque == hy.opaque
-            && (hx.cas == 0) == (hy.cas == 0)
+        let free_value = matches!(x.opcode, Opcode::Stat | Opcode::Version);
+        let same = x.opcode == y.opcode
+            && x.status == y.status
+            && x.opaque == y.opaque
+            && (x.cas == 0) == (y.cas == 0)
             && x.extras == y.extras
-            && x.key == y.key
+            && (free_value || x.key == y.key)
             && (free_value || x.value == y.value);
         if !same {
             return Err(format!("frame {x:?} against {y:?}"));
@@ -385,7 +455,7 @@ fn binary_frames(bytes: &[u8]) -> Result<Vec<BinaryResponse>, String> {
     let mut at = 0;
     while at < bytes.len() {
         match parse_binary(&bytes[at..], &Limits::default()) {
-            BinaryParse::Response { response, consumed } => {
+            BinaryResponseParse::Response { response, consumed } => {
                 frames.push(response);
                 at += consumed;
             }

@@ -4,6 +4,7 @@
 
 pub mod cases;
 pub mod cluster;
+pub mod differential;
 pub mod memcached;
 pub mod peer;
 
