@@ -331,7 +331,7 @@ async fn read_back<S: Store>(
     let all: Vec<Bytes> = keys.iter().cloned().collect();
     let mut items = Vec::with_capacity(all.len());
     for chunk in all.chunks(INDEX_CHUNK) {
-        let found = store.get(chunk).await?;
+        let found = store.peek_items(chunk).await?;
         for (key, item) in chunk.iter().zip(found) {
             match item {
                 Some(item) => items.push((key.clone(), item)),

@@ -378,7 +378,7 @@ pub async fn already_applied<S: Store>(
         }
         _ => return Ok(None),
     };
-    let found = store.get(std::slice::from_ref(key)).await?;
+    let found = store.peek_items(std::slice::from_ref(key)).await?;
     let Some(Some(item)) = found.into_iter().next() else {
         return Ok(None);
     };

@@ -275,6 +275,12 @@ pub trait Store: Send + Sync + 'static {
         expires_at: ExpiresAt,
         version: Timestamp,
     ) -> impl Future<Output = StoreResult<Vec<Option<Item>>>> + Send;
+    /// Looks up live items in key order without counting the reads in their access records
+    /// (replication, snapshots, retries: reads no client made).
+    fn peek_items(
+        &self,
+        keys: &[Bytes],
+    ) -> impl Future<Output = StoreResult<Vec<Option<Item>>>> + Send;
     /// Reads one live item with this replica's access record as it was before this read;
     /// `bump` marks the item fetched and accessed now (memcached's LRU bump).
     fn peek(
@@ -382,6 +388,9 @@ impl Store for AnyStore {
         version: Timestamp,
     ) -> StoreResult<Vec<Option<Item>>> {
         dispatch!(self, s => s.gat(keys, expires_at, version))
+    }
+    async fn peek_items(&self, keys: &[Bytes]) -> StoreResult<Vec<Option<Item>>> {
+        dispatch!(self, s => s.peek_items(keys))
     }
     async fn peek(&self, key: &Bytes, bump: bool) -> StoreResult<Option<(Item, Access)>> {
         dispatch!(self, s => s.peek(key, bump))

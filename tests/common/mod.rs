@@ -3,10 +3,12 @@
 #![allow(dead_code)]
 
 pub mod cases;
+pub mod clients;
 pub mod cluster;
 pub mod differential;
 pub mod memcached;
 pub mod peer;
+pub mod sessions;
 
 use std::io::Read;
 use std::process::{Command, Output, Stdio};

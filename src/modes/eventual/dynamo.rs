@@ -232,7 +232,7 @@ impl<S: Store> Shared<S> {
 
     /// This peer's state of `key`: the item it holds, else the tombstone it logged.
     pub(super) async fn local_state(&self, key: &Bytes) -> Result<Option<EntryState>, StoreError> {
-        let mut items = self.store.get(std::slice::from_ref(key)).await?;
+        let mut items = self.store.peek_items(std::slice::from_ref(key)).await?;
         if let Some(item) = items.pop().flatten() {
             return Ok(Some(EntryState::Item(item)));
         }

@@ -336,7 +336,7 @@ impl<S: Store> Shared<S> {
 
     /// The key's state in the store right after a local write at `version`.
     async fn current_state(&self, key: &Bytes, version: Timestamp) -> StoreResult<EntryState> {
-        let mut items = self.store.get(std::slice::from_ref(key)).await?;
+        let mut items = self.store.peek_items(std::slice::from_ref(key)).await?;
         Ok(match items.pop().flatten() {
             Some(item) => EntryState::Item(item),
             None => EntryState::Tombstone(version),
@@ -443,7 +443,7 @@ impl<S: Store> Shared<S> {
             .filter(|(_, e)| !e.tombstone)
             .map(|(k, _)| k.clone())
             .collect();
-        let mut items = match self.store.get(&live).await {
+        let mut items = match self.store.peek_items(&live).await {
             Ok(items) => items.into_iter(),
             Err(err) => return PeerResponse::Error(err.to_string()),
         };

@@ -28,6 +28,28 @@ pub(super) struct MetaFetched {
     pub(super) access: Access,
 }
 
+/// A meta get of `key` for its value, flags and cas, asking for nothing else.
+fn meta_get(key: Bytes) -> MetaGet {
+    MetaGet {
+        key,
+        value: true,
+        no_bump: false,
+        touch: None,
+        vivify: None,
+        recache: None,
+        flags: MetaFlags::with_letters(b"vfc"),
+    }
+}
+
+/// A meta get that reads value, flags, cas and the access record without counting as a fetch.
+fn quiet_get(key: Bytes) -> Request {
+    Request::MetaGet(MetaGet {
+        no_bump: true,
+        flags: MetaFlags::with_letters(b"vfchlu"),
+        ..meta_get(key)
+    })
+}
+
 /// Whether the backend's text protocol can carry `key` (keys from the binary protocol or a
 /// base64 meta key may hold any byte).
 pub(super) fn carryable(key: &[u8]) -> StoreResult<()> {
@@ -48,21 +70,43 @@ impl MemcachedStore {
         bump: bool,
     ) -> StoreResult<Option<MetaFetched>> {
         carryable(key)?;
-        let letters: &[u8] = if bump { b"vfchl" } else { b"vfchlu" };
-        let request = Request::MetaGet(MetaGet {
-            key: key.clone(),
-            value: true,
-            no_bump: !bump,
-            touch: None,
-            vivify: None,
-            recache: None,
-            flags: MetaFlags::with_letters(letters),
-        });
+        let request = if bump {
+            Request::MetaGet(MetaGet {
+                no_bump: false,
+                flags: MetaFlags::with_letters(b"vfchl"),
+                ..meta_get(key.clone())
+            })
+        } else {
+            quiet_get(key.clone())
+        };
         match self.pool.call(request).await? {
             Response::MetaLine(line) if &line.code == b"EN" => Ok(None),
             Response::MetaLine(line) if &line.code == b"VA" => Ok(Some(self.decode_meta(line)?)),
             other => Err(unexpected(&other)),
         }
+    }
+
+    /// Reads `keys` without counting the reads on the backend: one `mg … u` per key,
+    /// pipelined in one round trip.
+    pub(super) async fn peek_many(&self, keys: &[Bytes]) -> StoreResult<Vec<Option<Item>>> {
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        for key in keys {
+            carryable(key)?;
+        }
+        let requests = keys.iter().map(|key| quiet_get(key.clone())).collect();
+        let mut out = Vec::with_capacity(keys.len());
+        for reply in self.pool.call_many(requests).await? {
+            out.push(match reply {
+                Response::MetaLine(line) if &line.code == b"EN" => None,
+                Response::MetaLine(line) if &line.code == b"VA" => {
+                    Some(self.decode_meta(line)?).filter(|f| f.live).map(|f| f.item)
+                }
+                other => return Err(unexpected(&other)),
+            });
+        }
+        Ok(out)
     }
 
     fn decode_meta(&self, line: MetaLine) -> StoreResult<MetaFetched> {

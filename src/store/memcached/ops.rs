@@ -188,6 +188,10 @@ impl Store for MemcachedStore {
         Ok(out)
     }
 
+    async fn peek_items(&self, keys: &[Bytes]) -> StoreResult<Vec<Option<Item>>> {
+        self.peek_many(keys).await
+    }
+
     async fn peek(&self, key: &Bytes, bump: bool) -> StoreResult<Option<(Item, Access)>> {
         self.peek_meta(key, bump).await
     }
@@ -230,10 +234,11 @@ impl Store for MemcachedStore {
         let keys = super::metadump::list_keys(&self.addr, DUMP_TIMEOUT, DUMP_MAX_KEYS).await?;
         let mut items = Vec::with_capacity(keys.len());
         for chunk in keys.chunks(DUMP_CHUNK) {
-            let fetched = self.fetch(chunk, false).await?;
-            for (key, hit) in chunk.iter().zip(fetched) {
-                if let Some(hit) = hit.filter(|hit| hit.live) {
-                    items.push((key.clone(), hit.item));
+            // A snapshot is no client's read: the items' access records stay as they are.
+            let found = self.peek_many(chunk).await?;
+            for (key, item) in chunk.iter().zip(found) {
+                if let Some(item) = item {
+                    items.push((key.clone(), item));
                 }
             }
         }

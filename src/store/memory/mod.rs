@@ -344,6 +344,17 @@ impl Store for MemoryStore {
             .collect())
     }
 
+    async fn peek_items(&self, keys: &[Bytes]) -> StoreResult<Vec<Option<Item>>> {
+        let now = self.now();
+        Ok(keys
+            .iter()
+            .map(|key| {
+                let found = self.shard(key).lock().peek(key, &now, false);
+                found.map(|(item, _)| item)
+            })
+            .collect())
+    }
+
     async fn peek(&self, key: &Bytes, bump: bool) -> StoreResult<Option<(Item, Access)>> {
         let now = self.now();
         Ok(self.shard(key).lock().peek(key, &now, bump))
