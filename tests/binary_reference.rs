@@ -169,8 +169,12 @@ impl Client {
     /// says: the same reply, then the same close, or the connection going on exactly after
     /// the frame (a `Noop` right behind it is answered).
     fn expect_verdict(&mut self, frame: &[u8]) {
-        let BinaryParse::Invalid { reply, after, .. } = parse_request(frame, &limits()) else {
-            panic!("the codec serves {:?}", &frame[..frame.len().min(24)]);
+        let (reply, after) = match parse_request(frame, &limits()) {
+            BinaryParse::Invalid { reply, after, .. } => (reply, after),
+            BinaryParse::TooLarge { reply, swallow, .. } => {
+                (Some(reply), AfterError::Swallow(swallow))
+            }
+            _ => panic!("the codec serves {:?}", &frame[..frame.len().min(24)]),
         };
         let noop = BinaryRequest::new(Noop).with_opaque(0xfeed);
         let mut bytes = frame.to_vec();
@@ -700,14 +704,24 @@ fn oversized_values_are_refused_and_their_bodies_swallowed() {
         BinaryRequest::concat(PrependQ, "r", big.clone()),
     ] {
         let bytes = frame(&request);
-        assert_eq!(
-            parse_request(&bytes, &limits()),
+        let reply = BinaryResponse::error(&request, Status::TooLarge);
+        let verdict = if request.opcode.loud() == Set {
+            // A set names the key whose old item goes.
+            let head = 24 + 8 + request.key.len();
+            BinaryParse::TooLarge {
+                reply,
+                key: request.key.clone(),
+                consumed: head,
+                swallow: bytes.len() - head,
+            }
+        } else {
             BinaryParse::Invalid {
-                reply: Some(BinaryResponse::error(&request, Status::TooLarge)),
+                reply: Some(reply),
                 consumed: 24,
                 after: AfterError::Swallow(bytes.len() - 24),
             }
-        );
+        };
+        assert_eq!(parse_request(&bytes, &limits()), verdict);
         c.expect_verdict(&bytes);
     }
     // An oversized set (quiet or not) unlinks the key it names; the others leave theirs.

@@ -3,6 +3,11 @@
 use super::report::{Report, Tally};
 use super::workload::{Chooser, Op, Workload, MAX_VALUE_SIZE};
 use super::{BenchError, Plan};
+use super::Protocol;
+use crate::protocol::binary::{
+    self, compose_request as compose_binary, BinaryRequest, BinaryResponseParse, Opcode,
+};
+use crate::protocol::meta::{MetaFlags, MetaGet, MetaSet, SetMode};
 use crate::protocol::{parse_response, Limits, Request, Response, ResponseOutcome, StoreOp};
 use bytes::{Buf, BytesMut};
 use std::net::SocketAddr;
@@ -31,12 +36,32 @@ struct Conn {
     wbuf: BytesMut,
     limits: Limits,
     timeout: Duration,
+    protocol: Protocol,
+}
+
+/// A reply, whatever protocol carried it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Reply {
+    /// A get found its key.
+    Hit,
+    /// A get missed.
+    Miss,
+    /// A set stored.
+    Stored,
+    /// `SERVER_ERROR` (or a binary server-side failure).
+    ServerError,
+    /// `CLIENT_ERROR` (or a binary refusal of the request).
+    ClientError,
+    /// `ERROR` (or a binary unknown command).
+    Error,
+    /// Anything else.
+    Unexpected,
 }
 
 /// How a request's reply turned out.
 enum Fate {
     /// The reply came; it is classified and its latency recorded.
-    Answered(Response),
+    Answered(Reply),
     /// No reply within the timeout.
     TimedOut,
     /// The connection broke, or could not be (re)opened.
@@ -44,7 +69,7 @@ enum Fate {
 }
 
 impl Conn {
-    async fn open(addr: SocketAddr, timeout: Duration) -> std::io::Result<Conn> {
+    async fn open(addr: SocketAddr, timeout: Duration, protocol: Protocol) -> std::io::Result<Conn> {
         let mut conn = Conn {
             addr,
             stream: None,
@@ -55,6 +80,7 @@ impl Conn {
                 ..Limits::default()
             },
             timeout,
+            protocol,
         };
         conn.connect().await?;
         Ok(conn)
@@ -81,7 +107,7 @@ impl Conn {
         }
         self.wbuf.clear();
         for &(op, key) in batch {
-            request(op, key, workload).compose(&mut self.wbuf);
+            compose(self.protocol, op, key, workload, &mut self.wbuf);
         }
         let sent = Instant::now();
         let deadline = sent + self.timeout;
@@ -89,8 +115,8 @@ impl Conn {
         for &(op, _) in batch {
             if fate.is_none() {
                 fate = match self.read_reply(deadline).await {
-                    Fate::Answered(response) => {
-                        count(op, response, sent.elapsed(), tally);
+                    Fate::Answered(reply) => {
+                        count(op, reply, sent.elapsed(), tally);
                         continue;
                     }
                     other => Some(other),
@@ -123,13 +149,13 @@ impl Conn {
         };
         // Bounded: every turn either returns or reads at least one byte before the deadline.
         loop {
-            match parse_response(&self.rbuf, &self.limits) {
-                ResponseOutcome::Response { response, consumed } => {
+            match parse_reply(self.protocol, &self.rbuf, &self.limits) {
+                Parsed::Reply(reply, consumed) => {
                     self.rbuf.advance(consumed);
-                    return Fate::Answered(response);
+                    return Fate::Answered(reply);
                 }
-                ResponseOutcome::Invalid(_) => return Fate::Lost,
-                ResponseOutcome::Incomplete => {}
+                Parsed::Invalid => return Fate::Lost,
+                Parsed::Incomplete => {}
             }
             if self.rbuf.capacity() - self.rbuf.len() < READ_RESERVE / 4 {
                 self.rbuf.reserve(READ_RESERVE);
@@ -143,41 +169,122 @@ impl Conn {
     }
 }
 
-/// The request for `op` on key number `key`.
-fn request(op: Op, key: usize, workload: &Workload) -> Request {
-    match op {
-        Op::Get => Request::Get {
-            keys: vec![workload.key(key)],
+/// Appends the request for `op` on key number `key` in `protocol`.
+fn compose(protocol: Protocol, op: Op, key: usize, workload: &Workload, out: &mut BytesMut) {
+    let key = workload.key(key);
+    match (protocol, op) {
+        (Protocol::Text, Op::Get) => Request::Get {
+            keys: vec![key],
             with_cas: false,
-        },
-        Op::Set => Request::Store {
+        }
+        .compose(out),
+        (Protocol::Text, Op::Set) => Request::Store {
             op: StoreOp::Set,
-            key: workload.key(key),
+            key,
             flags: 0,
             exptime: 0,
             value: workload.value(),
             cas_unique: 0,
             noreply: false,
-        },
+        }
+        .compose(out),
+        (Protocol::Meta, Op::Get) => Request::MetaGet(MetaGet {
+            key,
+            value: true,
+            no_bump: false,
+            touch: None,
+            vivify: None,
+            recache: None,
+            flags: MetaFlags::with_letters(b"fv"),
+        })
+        .compose(out),
+        (Protocol::Meta, Op::Set) => Request::MetaSet(MetaSet {
+            key,
+            value: workload.value(),
+            mode: SetMode::Set,
+            compare_cas: None,
+            invalidate: false,
+            client_flags: 0,
+            exptime: 0,
+            flags: MetaFlags::new(),
+        })
+        .compose(out),
+        (Protocol::Binary, Op::Get) => compose_binary(&BinaryRequest::keyed(Opcode::Get, key), out),
+        (Protocol::Binary, Op::Set) => compose_binary(
+            &BinaryRequest::store(Opcode::Set, key, 0, 0, workload.value()),
+            out,
+        ),
     }
 }
 
-/// Counts one reply; only the expected ones (`VALUE…END`/`END` to a get, `STORED` to a set)
-/// have their latency recorded.
-fn count(op: Op, response: Response, latency: Duration, tally: &mut Tally) {
-    match (op, response) {
-        (Op::Get, Response::Values(values)) => {
+/// A reply read from the front of the buffer, or why not.
+enum Parsed {
+    Reply(Reply, usize),
+    Incomplete,
+    Invalid,
+}
+
+fn parse_reply(protocol: Protocol, buf: &[u8], limits: &Limits) -> Parsed {
+    if protocol == Protocol::Binary {
+        return match binary::parse_response(buf, limits) {
+            BinaryResponseParse::Response { response, consumed } => {
+                let reply = match (response.opcode, response.status) {
+                    (Opcode::Get, binary::Status::Success) => Reply::Hit,
+                    (Opcode::Get, binary::Status::KeyNotFound) => Reply::Miss,
+                    (Opcode::Set, binary::Status::Success) => Reply::Stored,
+                    (_, binary::Status::UnknownCommand) => Reply::Error,
+                    (_, binary::Status::InvalidArguments) => Reply::ClientError,
+                    (_, binary::Status::OutOfMemory | binary::Status::Other(_)) => {
+                        Reply::ServerError
+                    }
+                    _ => Reply::Unexpected,
+                };
+                Parsed::Reply(reply, consumed)
+            }
+            BinaryResponseParse::Incomplete => Parsed::Incomplete,
+            BinaryResponseParse::Invalid(_) => Parsed::Invalid,
+        };
+    }
+    match parse_response(buf, limits) {
+        ResponseOutcome::Response { response, consumed } => {
+            let reply = match response {
+                Response::Values(values) if values.is_empty() => Reply::Miss,
+                Response::Values(_) => Reply::Hit,
+                Response::Stored => Reply::Stored,
+                Response::MetaLine(line) => match &line.code {
+                    b"VA" => Reply::Hit,
+                    b"EN" => Reply::Miss,
+                    b"HD" => Reply::Stored,
+                    _ => Reply::Unexpected,
+                },
+                Response::ServerError(_) => Reply::ServerError,
+                Response::ClientError(_) => Reply::ClientError,
+                Response::Error => Reply::Error,
+                _ => Reply::Unexpected,
+            };
+            Parsed::Reply(reply, consumed)
+        }
+        ResponseOutcome::Incomplete => Parsed::Incomplete,
+        ResponseOutcome::Invalid(_) => Parsed::Invalid,
+    }
+}
+
+/// Counts one reply; only the expected ones (a hit or a miss to a get, stored to a set) have
+/// their latency recorded.
+fn count(op: Op, reply: Reply, latency: Duration, tally: &mut Tally) {
+    match (op, reply) {
+        (Op::Get, Reply::Hit | Reply::Miss) => {
             tally.gets += 1;
-            tally.hits += u64::from(!values.is_empty());
+            tally.hits += u64::from(matches!(reply, Reply::Hit));
             tally.record(latency);
         }
-        (Op::Set, Response::Stored) => {
+        (Op::Set, Reply::Stored) => {
             tally.sets += 1;
             tally.record(latency);
         }
-        (_, Response::ServerError(_)) => tally.errors.server_error += 1,
-        (_, Response::ClientError(_)) => tally.errors.client_error += 1,
-        (_, Response::Error) => tally.errors.error += 1,
+        (_, Reply::ServerError) => tally.errors.server_error += 1,
+        (_, Reply::ClientError) => tally.errors.client_error += 1,
+        (_, Reply::Error) => tally.errors.error += 1,
         _ => tally.errors.unexpected += 1,
     }
 }
@@ -199,7 +306,7 @@ pub async fn run(plan: Plan, progress: bool) -> Result<Report, BenchError> {
     let mut conns = Vec::with_capacity(plan.connections);
     for i in 0..plan.connections {
         let addr = plan.targets[i % plan.targets.len()];
-        let conn = Conn::open(addr, plan.timeout)
+        let conn = Conn::open(addr, plan.timeout, plan.protocol)
             .await
             .map_err(|source| BenchError::Connect { addr, source })?;
         conns.push(conn);

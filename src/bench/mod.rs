@@ -1,8 +1,9 @@
-//! `memcord bench`: a load generator for the memcache text protocol.
+//! `memcord bench`: a load generator for the memcache protocols (`--protocol text|meta|binary`).
 //!
 //! Black-box like any client: it uses only [`crate::protocol`] (to compose requests and parse
 //! replies) and tokio sockets, so it measures memcached itself, one memcord peer, or every peer
-//! of a cluster round-robin, the same way.
+//! of a cluster round-robin, the same way. A get is `get <key>`, `mg <key> f v` or a binary
+//! `Get`; a set is `set`, `ms <key> <len>` or a binary `Set`.
 //!
 //! A run has three phases, all bounded in time:
 //!
@@ -23,6 +24,30 @@ mod workload;
 
 pub use report::{ErrorCounts, Report};
 pub use workload::{Distribution, Workload};
+
+/// Which protocol the load speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Protocol {
+    /// The classic text protocol (`get`, `set`).
+    #[default]
+    Text,
+    /// The meta protocol (`mg`, `ms`).
+    Meta,
+    /// The binary protocol (`Get`, `Set`).
+    Binary,
+}
+
+impl Protocol {
+    /// The name used on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            Protocol::Text => "text",
+            Protocol::Meta => "meta",
+            Protocol::Binary => "binary",
+        }
+    }
+}
 
 use clap::Args;
 use std::io::{IsTerminal, Write};
@@ -73,6 +98,9 @@ pub struct BenchArgs {
     /// Key popularity: uniform or zipfian.
     #[arg(long, default_value = "uniform")]
     pub distribution: Distribution,
+    /// The protocol the load speaks.
+    #[arg(long, default_value = "text")]
+    pub protocol: Protocol,
     /// Exponent of the zipfian distribution.
     #[arg(long, default_value_t = 0.99)]
     pub zipf_exponent: f64,
@@ -153,6 +181,8 @@ pub struct Plan {
     pub workload: Arc<Workload>,
     /// Seed of every connection's choices.
     pub seed: u64,
+    /// The protocol the load speaks.
+    pub protocol: Protocol,
 }
 
 impl BenchArgs {
@@ -209,6 +239,7 @@ impl BenchArgs {
             preload: !self.no_preload,
             workload: Arc::new(workload),
             seed: self.seed,
+            protocol: self.protocol,
         })
     }
 }

@@ -113,6 +113,8 @@ pub struct Report {
     pub get_ratio: f64,
     /// Key popularity.
     pub distribution: super::Distribution,
+    /// The protocol the load spoke.
+    pub protocol: super::Protocol,
     /// Seed.
     pub seed: u64,
     /// Seconds actually measured.
@@ -173,6 +175,7 @@ impl Report {
             value_size: plan.workload.value_size(),
             get_ratio: plan.workload.get_ratio,
             distribution: plan.workload.distribution,
+            protocol: plan.protocol,
             seed: plan.seed,
             elapsed_s: secs,
             ops,
@@ -210,14 +213,15 @@ impl Report {
             (
                 "workload",
                 format!(
-                    "{} conns × pipeline {}, {} keys ({} B, {}), {} B values, {:.0}% gets",
+                    "{} conns × pipeline {}, {} keys ({} B, {}), {} B values, {:.0}% gets, {}",
                     self.connections,
                     self.pipeline,
                     self.keys,
                     self.key_size,
                     self.distribution.name(),
                     self.value_size,
-                    self.get_ratio * 100.0
+                    self.get_ratio * 100.0,
+                    self.protocol.name()
                 ),
             ),
             ("elapsed", format!("{:.2} s", self.elapsed_s)),
