@@ -78,6 +78,7 @@
 //! number followed by a space), memcached dropping replies still queued in the same read when a
 //! multi-get key is too long, and the unlinking of an existing key by an oversized `set`.
 
+pub mod admin;
 mod compose;
 mod limits;
 mod line;
@@ -89,7 +90,9 @@ mod response;
 #[cfg(test)]
 mod tests;
 
+pub use admin::{Admin, StoreAdmin};
 pub use limits::Limits;
+pub(crate) use parse::TOO_LARGE;
 pub use parse::{parse_request, AfterError, ParseOutcome};
 pub use reply::{parse_response, ResponseOutcome};
 pub use request::{ArithOp, Level, Request, StoreOp};

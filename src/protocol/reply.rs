@@ -98,6 +98,9 @@ pub fn parse_response(buf: &[u8], limits: &Limits) -> ResponseOutcome {
     if let Some(version) = after_word(line.text, b"VERSION") {
         return done(Response::Version(text_of(version)));
     }
+    if super::admin::is_status_line(line.text) {
+        return done(Response::Line(text_of(line.text)));
+    }
     // Old memcached versions pad incr/decr replies with spaces; trailing ones are tolerated.
     let digits = line.text.trim_ascii_end();
     if !digits.is_empty() && digits.iter().all(u8::is_ascii_digit) {

@@ -3,6 +3,7 @@
 //! The enum is shaped after the wire words so the meta protocol (`mg`, `ms`, `md`, `ma`, `mn`,
 //! `me`) can be added as further variants without touching the classic ones.
 
+use super::admin::Admin;
 use bytes::Bytes;
 
 /// The storage command words that carry a data block.
@@ -219,6 +220,30 @@ pub enum Request {
     /// ```
     /// memcord's own: this connection's consistency level in the eventual mode (`OK`).
     Consistency(Level),
+    /// memcached's admin commands (`stats items`, `cache_memlimit`, `lru_crawler`,
+    /// `shutdown`, …; see [`super::admin`]).
+    Admin {
+        /// Which command, with its arguments.
+        command: Admin,
+        /// Suppress the reply (the commands memcached looks for `noreply` on).
+        noreply: bool,
+    },
+    /// ```text
+    /// <storage command> <key> <flags> <exptime> <bytes above the limit> [noreply]\r\n
+    /// ```
+    /// A value above the item size limit: the server swallows the block as it arrives,
+    /// answers `SERVER_ERROR object too large for cache`, and for `set` unlinks the key's old
+    /// item (as memcached does) through the coordinator, so every replica drops it.
+    Oversized {
+        /// Which storage command.
+        op: StoreOp,
+        /// The key.
+        key: Bytes,
+        /// Bytes to discard after the command line: the block and its `\r\n`.
+        swallow: usize,
+        /// Suppress the reply.
+        noreply: bool,
+    },
 }
 
 impl Request {
@@ -230,7 +255,9 @@ impl Request {
             | Request::Arith { noreply, .. }
             | Request::Touch { noreply, .. }
             | Request::FlushAll { noreply, .. }
-            | Request::Verbosity { noreply, .. } => *noreply,
+            | Request::Verbosity { noreply, .. }
+            | Request::Admin { noreply, .. }
+            | Request::Oversized { noreply, .. } => *noreply,
             _ => false,
         }
     }

@@ -6,7 +6,7 @@
 
 use crate::protocol::{Request, Response};
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::Instant;
 
 macro_rules! counters {
     ($($name:ident),* $(,)?) => {
@@ -61,8 +61,11 @@ counters!(
     cas_badval,
     touch_hits,
     touch_misses,
+    store_too_large,
+    store_no_memory,
     bytes_read,
     bytes_written,
+    total_items,
 );
 
 /// What a data request contributes to the counters, taken before the request is handed over.
@@ -104,7 +107,9 @@ impl Tally {
             | Request::Quit
             | Request::Fail
             | Request::Recover
-            | Request::Consistency(_) => Tally::None,
+            | Request::Consistency(_)
+            | Request::Admin { .. }
+            | Request::Oversized { .. } => Tally::None,
         }
     }
 }
@@ -132,6 +137,13 @@ impl ConnCounters {
             }
             Tally::Store(is_cas) => {
                 self.cmd_set += 1;
+                match response {
+                    Response::Stored => self.total_items += 1,
+                    Response::ServerError(reason) if reason.starts_with("out of memory") => {
+                        self.store_no_memory += 1
+                    }
+                    _ => {}
+                }
                 if is_cas {
                     match response {
                         Response::Stored => self.cas_hits += 1,
@@ -214,50 +226,14 @@ impl ServerStats {
         self.rejected_connections.store(0, Relaxed);
     }
 
-    /// The general `stats` lines this layer owns, in memcached's order; `max_connections` and
-    /// `threads` come from the caller, which knows the settings and the runtime.
-    pub fn lines(&self, max_connections: usize, threads: usize) -> Vec<(String, String)> {
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_secs())
-            .unwrap_or(0);
-        let (user, system) = rusage();
-        let mut lines: Vec<(String, String)> = vec![
-            ("pid".into(), std::process::id().to_string()),
-            (
-                "uptime".into(),
-                self.started.elapsed().as_secs().to_string(),
-            ),
-            ("time".into(), now.to_string()),
-            ("version".into(), crate::protocol::VERSION.to_string()),
-            (
-                "pointer_size".into(),
-                (std::mem::size_of::<usize>() * 8).to_string(),
-            ),
-            ("rusage_user".into(), user),
-            ("rusage_system".into(), system),
-            ("max_connections".into(), max_connections.to_string()),
-            (
-                "curr_connections".into(),
-                self.curr_connections.load(Relaxed).to_string(),
-            ),
-            (
-                "total_connections".into(),
-                self.total_connections.load(Relaxed).to_string(),
-            ),
-            (
-                "rejected_connections".into(),
-                self.rejected_connections.load(Relaxed).to_string(),
-            ),
-        ];
-        lines.extend(self.counters.lines());
-        lines.push(("threads".into(), threads.to_string()));
-        lines
+    /// Seconds since the server started.
+    pub fn uptime_secs(&self) -> u64 {
+        self.started.elapsed().as_secs()
     }
 }
 
 /// CPU time used by the process, formatted as memcached does (`seconds.micros`).
-fn rusage() -> (String, String) {
+pub(super) fn rusage() -> (String, String) {
     // SAFETY: getrusage only writes into the zeroed struct we pass it.
     let usage = unsafe {
         let mut usage: libc::rusage = std::mem::zeroed();

@@ -9,6 +9,7 @@ pub mod memcached;
 pub mod memory;
 
 use crate::clock::{unix_secs, Timestamp};
+use crate::protocol::StoreAdmin;
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use std::future::Future;
@@ -258,6 +259,13 @@ pub trait Store: Send + Sync + 'static {
     /// The cutoffs of delayed `flush_all`s whose time has not come, for a snapshot: a peer that
     /// installs it schedules them again, so they take effect there too.
     fn pending_flushes(&self) -> Vec<Timestamp>;
+    /// Answers one of memcached's admin requests about the store (`stats items`, `stats
+    /// slabs`, `stats sizes`, `stats cachedump`, `lru_crawler metadump`, `cache_memlimit`)
+    /// with the client's view of it: memcord's items, cas ids and expiry times.
+    fn admin(
+        &self,
+        request: &StoreAdmin,
+    ) -> impl Future<Output = StoreResult<crate::protocol::Response>> + Send;
 }
 
 /// A store chosen at run time (`--kv-type`), dispatching without boxing.
@@ -351,6 +359,9 @@ impl Store for AnyStore {
     }
     async fn stats(&self) -> StoreStats {
         dispatch!(self, s => s.stats())
+    }
+    async fn admin(&self, request: &StoreAdmin) -> StoreResult<crate::protocol::Response> {
+        dispatch!(self, s => s.admin(request))
     }
 }
 

@@ -4,7 +4,9 @@
 //! flushed) are invisible: the first operation that meets one removes it and counts it as
 //! reclaimed.
 
+use super::classes::Classes;
 use super::flush::Now;
+use crate::clock::unix_secs;
 use crate::store::Item;
 use bytes::Bytes;
 use lru::LruCache;
@@ -20,6 +22,8 @@ pub(super) struct Shard {
     pub(super) evictions: u64,
     /// Dead items removed.
     pub(super) reclaimed: u64,
+    /// Items and their counters by size class.
+    pub(super) classes: Classes,
 }
 
 /// Looked up under the lock: a live item, nothing, or a dead item that was just removed.
@@ -39,7 +43,19 @@ impl Shard {
             limit,
             evictions: 0,
             reclaimed: 0,
+            classes: Classes::default(),
         }
+    }
+
+    /// Changes this shard's share of the memory limit, evicting down to it.
+    pub(super) fn set_limit(&mut self, limit: usize, now: &Now) {
+        self.limit = limit;
+        self.evict(now);
+    }
+
+    /// Every item, live or not, most recently used first (as memcached's cachedump walks).
+    pub(super) fn items(&self) -> impl Iterator<Item = (&Bytes, &Item)> {
+        self.map.iter()
     }
 
     /// Items held (dead ones not yet reclaimed included, as memcached counts them).
@@ -96,9 +112,13 @@ impl Shard {
             return;
         }
         let key_len = key.len();
-        self.used += item.footprint(key_len);
+        let footprint = item.footprint(key_len);
+        self.used += footprint;
+        self.classes.added(footprint);
         if let Some(old) = self.map.put(key, item) {
-            self.used -= old.footprint(key_len);
+            let old_footprint = old.footprint(key_len);
+            self.used -= old_footprint;
+            self.classes.removed(old_footprint);
         }
         self.evict(now);
     }
@@ -107,8 +127,9 @@ impl Shard {
     pub(super) fn remove_live(&mut self, key: &[u8], now: &Now) -> bool {
         match self.remove(key) {
             Some(item) if now.is_live(&item) => true,
-            Some(_) => {
+            Some(item) => {
                 self.reclaimed += 1;
+                self.classes.reclaimed(item.footprint(key.len()));
                 false
             }
             None => false,
@@ -141,18 +162,22 @@ impl Shard {
     pub(super) fn clear(&mut self) {
         self.map.clear();
         self.used = 0;
+        self.classes.clear_items();
     }
 
     fn remove(&mut self, key: &[u8]) -> Option<Item> {
         let item = self.map.pop(key)?;
-        self.used -= item.footprint(key.len());
+        let footprint = item.footprint(key.len());
+        self.used -= footprint;
+        self.classes.removed(footprint);
         Some(item)
     }
 
     #[cold]
     fn reclaim(&mut self, key: &[u8]) {
-        if self.remove(key).is_some() {
+        if let Some(item) = self.remove(key) {
             self.reclaimed += 1;
+            self.classes.reclaimed(item.footprint(key.len()));
         }
     }
 
@@ -162,11 +187,18 @@ impl Shard {
             let Some((key, item)) = self.map.pop_lru() else {
                 break;
             };
-            self.used -= item.footprint(key.len());
+            let footprint = item.footprint(key.len());
+            self.used -= footprint;
+            self.classes.removed(footprint);
             if now.is_live(&item) {
                 self.evictions += 1;
+                let written = item.version.physical_ms() / 1000;
+                let age = unix_secs().saturating_sub(written);
+                self.classes
+                    .evicted(footprint, !item.expires_at.is_never(), age);
             } else {
                 self.reclaimed += 1;
+                self.classes.reclaimed(footprint);
             }
         }
     }
