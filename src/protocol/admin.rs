@@ -185,7 +185,7 @@ fn reply(reply: Response, noreply: bool, consumed: usize) -> ParseOutcome {
     }
 }
 
-fn line(text: &str) -> Response {
+fn status(text: &str) -> Response {
     Response::Line(text.to_owned())
 }
 
@@ -214,15 +214,12 @@ pub(crate) fn parse_admin(
         b"slabs" => parse_slabs(words, consumed),
         b"lru" => parse_lru(words, consumed),
         b"watch" => admin(Admin::Watch, words.noreply(), consumed),
-        // memcord has no external storage and no TLS: as a memcached built without them
-        // (extstore) or with TLS off (refresh_certs).
-        b"refresh_certs" => reply(line_reply_tls(), words.noreply(), consumed),
+        // memcord has no TLS: as a memcached with TLS off (which answers even `noreply`).
+        // `extstore`, `misbehave` and `debugtime` fall through to `ERROR`, as in a memcached
+        // built without external storage or debugging.
+        b"refresh_certs" => reply(status("Error TLS not enabled"), false, consumed),
         _ => return None,
     })
-}
-
-fn line_reply_tls() -> Response {
-    line("Error TLS not enabled")
 }
 
 /// `stats [group [args]]`.
@@ -290,14 +287,14 @@ fn parse_memlimit(words: &Words<'_>, consumed: usize) -> ParseOutcome {
     };
     if megabytes < 8 {
         return reply(
-            line("MEMLIMIT_TOO_SMALL cannot set maxbytes to less than 8m"),
+            status("MEMLIMIT_TOO_SMALL cannot set maxbytes to less than 8m"),
             noreply,
             consumed,
         );
     }
     if megabytes > 1_000_000_000 {
         return reply(
-            line("MEMLIMIT_ADJUST_FAILED input value is megabytes not bytes"),
+            status("MEMLIMIT_ADJUST_FAILED input value is megabytes not bytes"),
             noreply,
             consumed,
         );
@@ -313,7 +310,7 @@ fn parse_memlimit(words: &Words<'_>, consumed: usize) -> ParseOutcome {
 fn parse_crawler(words: &Words<'_>, consumed: usize) -> ParseOutcome {
     let w = words.as_slice();
     let n = ntokens(words);
-    let bad_class = || reply(line("BADCLASS invalid class id"), false, consumed);
+    let bad_class = || reply(status("BADCLASS invalid class id"), false, consumed);
     let number = |word: &[u8]| parse_u32(word);
     match (n, w.get(1).copied()) {
         (4, Some(b"crawl")) => match Classes::parse(w[2]) {
@@ -386,7 +383,7 @@ fn parse_lru(words: &Words<'_>, consumed: usize) -> ParseOutcome {
         return reply(Response::Error, false, consumed);
     }
     let noreply = words.noreply();
-    let error = |text: &str| reply(line(text), noreply, consumed);
+    let error = |text: &str| reply(status(text), noreply, consumed);
     match w[1] {
         b"tune" if n >= 7 => {
             let parsed = (

@@ -216,17 +216,23 @@ fn table() -> Vec<(Vec<u8>, ParseOutcome)> {
     add("set k 0 0 1\r\na\n\r\n", ce("bad data chunk", 16));
     add("set k 0 0 2\nab\nget\n", ce("bad data chunk", 16));
     add("set k 0 0 1 noreply\r\nabc\r\n", silent(24));
+    let oversized = |op, noreply| Request::Oversized {
+        op,
+        key: Bytes::from_static(b"k"),
+        swallow: 2_000_002,
+        noreply,
+    };
     add(
         "set k 0 0 2000000\r\n",
-        err(
-            Response::ServerError("object too large for cache".into()),
-            19,
-            AfterError::Swallow(2_000_002),
-        ),
+        ok(oversized(StoreOp::Set, false), 19),
     );
     add(
         "set k 0 0 2000000 noreply\r\nxx",
-        err(Response::None, 27, AfterError::Swallow(2_000_002)),
+        ok(oversized(StoreOp::Set, true), 27),
+    );
+    add(
+        "append k 0 0 2000000\r\n",
+        ok(oversized(StoreOp::Append, false), 22),
     );
 
     // delete
@@ -475,10 +481,14 @@ fn value_limit_is_configurable_and_checked_before_the_block_arrives() {
     };
     assert_eq!(
         parse_request(b"set k 0 0 11\r\n", &l),
-        err(
-            Response::ServerError("object too large for cache".into()),
-            14,
-            AfterError::Swallow(13)
+        ok(
+            Request::Oversized {
+                op: StoreOp::Set,
+                key: Bytes::from_static(b"k"),
+                swallow: 13,
+                noreply: false,
+            },
+            14
         )
     );
     assert!(matches!(
