@@ -155,8 +155,22 @@ fn memcacheds_short_flags_have_memcacheds_meaning() {
         .port()
         .to_string();
     let peer = PeerProcess::start(&[
-        "-p", "0", "-l", "127.0.0.1", "-m", "48", "-c", "77", "-I", "2m", "-t", "2", "-U",
-        &udp, "-A", "-vv",
+        "-p",
+        "0",
+        "-l",
+        "127.0.0.1",
+        "-m",
+        "48",
+        "-c",
+        "77",
+        "-I",
+        "2m",
+        "-t",
+        "2",
+        "-U",
+        &udp,
+        "-A",
+        "-vv",
     ]);
     assert!(peer.ready_line.contains(&format!("udp: 127.0.0.1:{udp})")));
     let settings = peer.client().stats("settings");
@@ -195,9 +209,15 @@ fn item_sizes_take_memcacheds_suffixes_everywhere() {
     let file = config_file("[server]\nmax_item_size = 3k\n");
     let path = file.path().to_str().unwrap();
     let peer = PeerProcess::start(&["--config", path]);
-    assert_eq!(stat(&peer.client().stats("settings"), "item_size_max"), 3072);
+    assert_eq!(
+        stat(&peer.client().stats("settings"), "item_size_max"),
+        3072
+    );
     let peer = PeerProcess::start_with_env(&[], &[("MEMCORD_MAX_ITEM_SIZE", "1M")]);
-    assert_eq!(stat(&peer.client().stats("settings"), "item_size_max"), 1 << 20);
+    assert_eq!(
+        stat(&peer.client().stats("settings"), "item_size_max"),
+        1 << 20
+    );
     fails_with(&["peer", "-p", "0", "-I", "2g"], &[], "'2g' is not a size");
     fails_with(&["peer", "-p", "0", "-I", "2048m"], &[], "out of range");
     fails_with(

@@ -206,6 +206,9 @@ fn udp_and_shutdown_settings_from_the_file() {
     assert!(c.server.enable_shutdown);
     assert_eq!(c.server.max_item_size, 2 << 20);
     let c = load(&Overrides::default(), no_env()).unwrap();
-    assert_eq!(c.server.udp_port, 0, "UDP is off by default, as in memcached 1.6");
+    assert_eq!(
+        c.server.udp_port, 0,
+        "UDP is off by default, as in memcached 1.6"
+    );
     assert!(!c.server.enable_shutdown);
 }
