@@ -112,7 +112,7 @@ fn stats_values_are_memcords_own() {
     let mut c = peer.client();
     let before = c.stats("");
     let mut big = b"set k 0 0 2001\r\n".to_vec();
-    big.extend(std::iter::repeat_n(b'v', 2001));
+    big.extend_from_slice(&[b'v'; 2001]);
     big.extend(b"\r\nset k 0 0 1\r\nx\r\nset j 0 0 1\r\ny\r\n");
     c.send(&big);
     c.expect(b"SERVER_ERROR object too large for cache\r\nSTORED\r\nSTORED\r\n");

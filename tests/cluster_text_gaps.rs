@@ -16,7 +16,7 @@ const SPREAD: Duration = Duration::from_secs(10);
 fn oversized(command: &str, key: &str, noreply: bool) -> Vec<u8> {
     let noreply = if noreply { " noreply" } else { "" };
     let mut request = format!("{command} {key} 0 0 {OVERSIZED}{noreply}\r\n").into_bytes();
-    request.extend(std::iter::repeat_n(b'v', OVERSIZED));
+    request.extend_from_slice(&vec![b'v'; OVERSIZED]);
     request.extend(b"\r\n");
     request
 }

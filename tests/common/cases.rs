@@ -125,7 +125,7 @@ const SHUTDOWN_OFF: &str = "ERROR: shutdown not enabled\r\n";
 /// `<command line>` then an oversized block, then `get {p}k`.
 fn oversized_then_get(line: &str) -> Vec<u8> {
     let mut request = line.as_bytes().to_vec();
-    request.extend(std::iter::repeat_n(b'v', OVERSIZED));
+    request.extend_from_slice(&vec![b'v'; OVERSIZED]);
     request.extend_from_slice(b"\r\nget {p}k\r\n");
     request
 }
