@@ -69,10 +69,17 @@ fn deliberately_absent_setting(name: &str) -> bool {
 #[test]
 fn stats_and_stats_settings_have_every_memcached_key() {
     let memcached = MemcachedProcess::start();
-    let mut reference = RawClient::connect(memcached.addr());
-    let peer = embedded();
-    let mut c = peer.client();
+    let backend = MemcachedProcess::start();
+    for peer in [embedded(), in_front_of(&backend)] {
+        same_keys_as(
+            &mut RawClient::connect(memcached.addr()),
+            &mut peer.client(),
+        );
+    }
+}
 
+/// Compares the key sets (and the order of memcached's keys) of `stats` and `stats settings`.
+fn same_keys_as(reference: &mut RawClient, c: &mut RawClient) {
     let theirs = names(&reference.stats(""));
     let ours = names(&c.stats(""));
     let missing: Vec<_> = theirs.difference(&ours).collect();

@@ -324,7 +324,8 @@ pub(crate) async fn serve_request<C: Coordinator>(
         }
         Request::Version => Response::Version(VERSION.to_string()),
         Request::Verbosity { level, noreply } => {
-            shared.verbosity.store(level, Relaxed);
+            // memcached caps the level at its MAX_VERBOSITY_LEVEL (2).
+            shared.verbosity.store(level.min(2), Relaxed);
             if noreply {
                 Response::None
             } else {

@@ -19,9 +19,9 @@
 //! multi-get's values are separate replies there (the last one carrying `END`), so they are
 //! here too.
 //!
-//! Deliberate differences: a request cut short at the end of its datagram is dropped
-//! (memcached joins it with whatever datagram comes next, from any sender), and `quit`
-//! sends nothing (memcached sends an empty header).
+//! `quit` is answered with a bare header (total 0), as memcached answers it, and ends only the
+//! datagram. Deliberate difference: a request cut short at the end of its datagram is dropped
+//! (memcached joins it with whatever datagram comes next, from any sender).
 
 use super::connection::{serve_request, Next};
 use super::stats::ConnCounters;
@@ -119,8 +119,13 @@ async fn answer<C: Coordinator>(socket: &UdpSocket, coordinator: &C, shared: &Sh
             ParseOutcome::Incomplete => break,
             ParseOutcome::Request { request, consumed } => {
                 input = &input[consumed..];
+                let quit = request == crate::protocol::Request::Quit;
                 let answer =
                     serve_request(shared, coordinator, &mut session, &mut counters, request).await;
+                if quit {
+                    // memcached answers a UDP `quit` with a bare header (0 datagrams).
+                    counters.bytes_written += send_header(socket, d.from, d.request_id).await;
+                }
                 let after = match answer.next {
                     Next::Continue => AfterError::Continue,
                     Next::Swallow(n) => AfterError::Swallow(n),
@@ -145,6 +150,19 @@ async fn answer<C: Coordinator>(socket: &UdpSocket, coordinator: &C, shared: &Sh
         }
     }
     shared.stats.counters.fold(&mut counters);
+}
+
+/// Sends a header alone (request id, sequence 0, total 0); returns the bytes sent.
+async fn send_header(socket: &UdpSocket, to: SocketAddr, request_id: u16) -> u64 {
+    let mut header = [0u8; HEADER_LEN];
+    header[..2].copy_from_slice(&request_id.to_be_bytes());
+    match socket.send_to(&header, to).await {
+        Ok(n) => n as u64,
+        Err(err) => {
+            tracing::debug!(%to, %err, "udp send failed");
+            0
+        }
+    }
 }
 
 /// Sends one reply as memcached does; returns the bytes sent.
