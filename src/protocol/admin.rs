@@ -543,6 +543,15 @@ impl MetadumpLine<'_> {
     }
 }
 
+/// Whether a reply line starts one of the admin commands' listings (`stats cachedump`'s
+/// `ITEM …`, `stats detail dump`'s `PREFIX …`, `lru_crawler metadump`'s `key=…`), which run
+/// to an `END` line.
+pub(crate) fn starts_block(text: &[u8]) -> bool {
+    [&b"ITEM "[..], b"PREFIX ", b"key="]
+        .iter()
+        .any(|word| text.starts_with(word))
+}
+
 /// memcached's `safe_strtod`: a finite decimal number, nothing after it.
 fn parse_decimal(word: &[u8]) -> Option<Decimal> {
     let text = std::str::from_utf8(word).ok()?;

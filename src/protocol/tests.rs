@@ -908,3 +908,44 @@ proptest! {
         prop_assert_eq!(parse_response(&out[..cut], &limits()), ResponseOutcome::Incomplete);
     }
 }
+
+#[test]
+fn admin_replies_parse_back() {
+    let l = Limits::default();
+    let cases: [(&[u8], Response); 4] = [
+        (
+            b"MEMLIMIT_TOO_SMALL cannot set maxbytes to less than 8m\r\n",
+            Response::Line("MEMLIMIT_TOO_SMALL cannot set maxbytes to less than 8m".into()),
+        ),
+        (
+            b"ERROR: shutdown not enabled\r\n",
+            Response::Line("ERROR: shutdown not enabled".into()),
+        ),
+        (
+            b"PREFIX a get 1 hit 0 set 0 del 0\r\nEND\r\n",
+            Response::Block(Bytes::from_static(b"PREFIX a get 1 hit 0 set 0 del 0\r\n")),
+        ),
+        (
+            b"key=a exp=-1 la=1 cas=2 fetch=no cls=1 size=61\nkey=b exp=-1 la=1 cas=3 fetch=no cls=1 size=61\nEND\r\n",
+            Response::Block(Bytes::from_static(
+                b"key=a exp=-1 la=1 cas=2 fetch=no cls=1 size=61\nkey=b exp=-1 la=1 cas=3 fetch=no cls=1 size=61\n",
+            )),
+        ),
+    ];
+    for (wire, response) in cases {
+        let mut composed = BytesMut::new();
+        response.compose(&mut composed);
+        assert_eq!(&composed[..], wire);
+        assert_eq!(
+            parse_response(wire, &l),
+            ResponseOutcome::Response {
+                response,
+                consumed: wire.len()
+            }
+        );
+        assert_eq!(
+            parse_response(&wire[..wire.len() - 1], &l),
+            ResponseOutcome::Incomplete
+        );
+    }
+}
