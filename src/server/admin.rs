@@ -12,7 +12,7 @@
 
 use super::Shared;
 use crate::modes::Coordinator;
-use crate::protocol::admin::{Admin, DetailOp, LruTune};
+use crate::protocol::admin::{Admin, Decimal, DetailOp, LruTune};
 use crate::protocol::{Response, StoreAdmin};
 use bytes::Bytes;
 use parking_lot::Mutex;
@@ -28,7 +28,7 @@ pub const MAX_PREFIXES: usize = 10_000;
 pub const PREFIX_DELIMITER: u8 = b':';
 
 /// memcached's tunables that memcord accepts and reports, with memcached 1.6.18's defaults.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Tunables {
     /// `lru_crawler enable|disable`.
     pub crawler_enabled: bool,
@@ -39,9 +39,9 @@ pub struct Tunables {
     /// `slabs automove <level>`.
     pub slab_automove: u32,
     /// `slabs automove ratio`.
-    pub automove_ratio: f64,
+    pub automove_ratio: Decimal,
     /// `lru tune`.
-    pub lru: (u32, u32, f64, f64),
+    pub lru: LruTune,
 }
 
 impl Default for Tunables {
@@ -51,8 +51,13 @@ impl Default for Tunables {
             crawler_sleep: 100,
             crawler_tocrawl: 0,
             slab_automove: 1,
-            automove_ratio: 0.8,
-            lru: (20, 40, 0.2, 2.0),
+            automove_ratio: Decimal(0.8),
+            lru: LruTune {
+                hot_pct: 20,
+                warm_pct: 40,
+                hot_factor: Decimal(0.2),
+                warm_factor: Decimal(2.0),
+            },
         }
     }
 }
@@ -249,16 +254,11 @@ fn tunable(shared: &Shared, command: Admin) -> Response {
             Response::Ok
         }
         Admin::SlabsAutomoveRatio(ratio) => {
-            t.automove_ratio = ratio.0;
+            t.automove_ratio = ratio;
             Response::Ok
         }
-        Admin::LruTune(LruTune {
-            hot_pct,
-            warm_pct,
-            hot_factor,
-            warm_factor,
-        }) => {
-            t.lru = (hot_pct, warm_pct, hot_factor.0, warm_factor.0);
+        Admin::LruTune(tune) => {
+            t.lru = tune;
             Response::Ok
         }
         _ => Response::Error,

@@ -180,7 +180,6 @@ pub(super) fn settings(
     let t = *shared.admin.tunables.lock();
     let yes_no = |on: bool| if on { "yes" } else { "no" }.to_string();
     let detail = shared.admin.detail_enabled.load(Relaxed);
-    let (hot, warm, hot_factor, warm_factor) = t.lru;
     let mut lines: Vec<(String, String)> = [
         ("maxbytes", maxbytes.to_string()),
         ("maxconns", s.max_connections.to_string()),
@@ -211,7 +210,7 @@ pub(super) fn settings(
         ("hashpower_init", "0".into()),
         ("slab_reassign", "no".into()),
         ("slab_automove", t.slab_automove.to_string()),
-        ("slab_automove_ratio", format!("{:.2}", t.automove_ratio)),
+        ("slab_automove_ratio", format!("{:.2}", t.automove_ratio.0)),
         ("slab_automove_window", "30".into()),
         ("slab_chunk_max", (s.limits.max_value_len / 2).to_string()),
         ("lru_crawler", yes_no(t.crawler_enabled)),
@@ -223,10 +222,10 @@ pub(super) fn settings(
         ("hash_algorithm", "fnv1a".into()),
         ("lru_maintainer_thread", "no".into()),
         ("lru_segmented", "no".into()),
-        ("hot_lru_pct", hot.to_string()),
-        ("warm_lru_pct", warm.to_string()),
-        ("hot_max_factor", format!("{hot_factor:.2}")),
-        ("warm_max_factor", format!("{warm_factor:.2}")),
+        ("hot_lru_pct", t.lru.hot_pct.to_string()),
+        ("warm_lru_pct", t.lru.warm_pct.to_string()),
+        ("hot_max_factor", format!("{:.2}", t.lru.hot_factor.0)),
+        ("warm_max_factor", format!("{:.2}", t.lru.warm_factor.0)),
         ("temp_lru", "no".into()),
         ("temporary_ttl", "61".into()),
         (
