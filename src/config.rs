@@ -10,9 +10,10 @@
 //!                           secret, peers (a count "3" or ids "0,1,2"; optional),
 //!                           replication_factor, vnodes, read_consistency, write_consistency,
 //!                           max_hints, max_hint_bytes (eventual mode's ring and levels)
-//! [server]                  max_connections, idle_timeout (s, 0 = none), max_item_size (bytes),
-//!                           threads (0 = one per usable CPU),
-//!                           memory_limit_mb, log_level, log_file
+//! [server]                  max_connections, idle_timeout (s, 0 = none), max_item_size (bytes,
+//!                           or with memcached's k/m suffix), threads (0 = one per usable CPU),
+//!                           memory_limit_mb, udp_port (0 = no UDP), enable_shutdown,
+//!                           log_level, log_file
 //! [kv]                      type (memory | memcached), timeout_ms, connections
 //! [peer.N]                  client_addr, peer_addr, kv_addr (host:port each)
 //! ```
@@ -264,6 +265,13 @@ pub struct ServerSettings {
     pub log_level: String,
     /// Log file; `None` logs to stderr.
     pub log_file: Option<PathBuf>,
+    /// UDP port for memcached's UDP protocol (memcached's `-U`); 0 = none.
+    pub udp_port: u16,
+    /// Whether the `shutdown` command stops the peer (memcached's `-A`).
+    pub enable_shutdown: bool,
+    /// memcached's `-v` count (reported as `verbosity`; `-vv` and more also raise the
+    /// default log level).
+    pub verbosity: u32,
 }
 
 /// `[kv]`: how a peer reaches its backing store.
@@ -325,11 +333,7 @@ impl PeerConfig {
     pub fn settings_lines(&self) -> Vec<(String, String)> {
         let me = self.me();
         let mut lines = vec![
-            (
-                "maxbytes".to_string(),
-                (self.server.memory_limit_mb * 1024 * 1024).to_string(),
-            ),
-            ("memcord_peer_id".into(), self.id.to_string()),
+            ("memcord_peer_id".to_string(), self.id.to_string()),
             ("memcord_peers".into(), self.peers.len().to_string()),
             (
                 "memcord_consistency".into(),
@@ -437,6 +441,12 @@ pub struct Overrides {
     pub log_level: Option<String>,
     /// Log file.
     pub log_file: Option<PathBuf>,
+    /// UDP port.
+    pub udp_port: Option<u16>,
+    /// Enable the `shutdown` command.
+    pub enable_shutdown: Option<bool>,
+    /// `-v` count.
+    pub verbosity: Option<u32>,
 }
 
 /// The file's shape, every value optional so that defaults fill the gaps.
@@ -482,10 +492,12 @@ struct RawServer {
     max_connections: Option<usize>,
     idle_timeout: Option<u64>,
     threads: Option<usize>,
-    max_item_size: Option<usize>,
+    max_item_size: Option<ItemSize>,
     memory_limit_mb: Option<u64>,
     log_level: Option<String>,
     log_file: Option<String>,
+    udp_port: Option<u16>,
+    enable_shutdown: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -603,7 +615,7 @@ fn resolve(raw: RawConfig, o: &Overrides) -> Result<PeerConfig, ConfigError> {
         threads: o.threads.or(raw.server.threads).unwrap_or(0),
         max_item_size: o
             .max_item_size
-            .or(raw.server.max_item_size)
+            .or(raw.server.max_item_size.map(|size| size.0))
             .unwrap_or(1024 * 1024),
         memory_limit_mb: o
             .memory_limit_mb
@@ -613,12 +625,18 @@ fn resolve(raw: RawConfig, o: &Overrides) -> Result<PeerConfig, ConfigError> {
             .log_level
             .clone()
             .or(raw.server.log_level)
-            .unwrap_or_else(|| "info".to_string()),
+            .unwrap_or_else(|| default_log_level(o.verbosity.unwrap_or(0)).to_string()),
         log_file: o.log_file.clone().or(raw
             .server
             .log_file
             .filter(|f| !f.is_empty())
             .map(PathBuf::from)),
+        udp_port: o.udp_port.or(raw.server.udp_port).unwrap_or(0),
+        enable_shutdown: o
+            .enable_shutdown
+            .or(raw.server.enable_shutdown)
+            .unwrap_or(false),
+        verbosity: o.verbosity.unwrap_or(0),
     };
     if server.max_connections == 0 {
         return Err(ConfigError::Invalid(
@@ -729,6 +747,56 @@ fn resolve(raw: RawConfig, o: &Overrides) -> Result<PeerConfig, ConfigError> {
         kv,
         peers,
     })
+}
+
+/// The log level `-v`, `-vv`, `-vvv` ask for when no log level is configured: `info` (the
+/// default) up to `-v`, `debug` for `-vv`, `trace` beyond.
+fn default_log_level(verbosity: u32) -> &'static str {
+    match verbosity {
+        0 | 1 => "info",
+        2 => "debug",
+        _ => "trace",
+    }
+}
+
+/// Item sizes accepted: 1 byte to memcached's `-I` maximum, 1 GiB (memcached's minimum,
+/// 1 KiB, is not enforced: tests use smaller limits).
+const ITEM_SIZE_RANGE: std::ops::RangeInclusive<usize> = 1..=1024 * 1024 * 1024;
+
+/// Parses an item size as memcached's `-I` does: bytes, or a number with a `k`/`K` (KiB) or
+/// `m`/`M` (MiB) suffix, at most 1 GiB.
+pub fn parse_item_size(text: &str) -> Result<usize, String> {
+    let text = text.trim();
+    let (digits, unit) = match text.char_indices().last() {
+        Some((at, 'k' | 'K')) => (&text[..at], 1024),
+        Some((at, 'm' | 'M')) => (&text[..at], 1024 * 1024),
+        _ => (text, 1),
+    };
+    let size = digits
+        .parse::<usize>()
+        .ok()
+        .and_then(|n| n.checked_mul(unit))
+        .ok_or_else(|| format!("'{text}' is not a size (bytes, or a number with k or m)"))?;
+    if !ITEM_SIZE_RANGE.contains(&size) {
+        return Err(format!(
+            "item size {size} is out of range (at most 1024m, as memcached's -I)"
+        ));
+    }
+    Ok(size)
+}
+
+/// `[server] max_item_size`: a number of bytes, or a size with memcached's suffixes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct ItemSize(usize);
+
+impl<'de> Deserialize<'de> for ItemSize {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        // ini values arrive as text, environment values too.
+        let text = String::deserialize(deserializer)?;
+        parse_item_size(&text)
+            .map(ItemSize)
+            .map_err(serde::de::Error::custom)
+    }
 }
 
 /// Reads a consistency level setting (`one`, `quorum`, `all`; default `one`).

@@ -52,6 +52,11 @@ enum Command {
 }
 
 /// `memcord peer`: every flag can also be given as the `MEMCORD_*` variable shown.
+///
+/// memcached's own short flags (and its long names) work with memcached's meaning, so a
+/// systemd unit written for memcached runs memcord unchanged: `-p` port, `-l` listen address,
+/// `-m` MiB, `-c` connections, `-I` item size (`k`/`m` suffixes), `-t` threads, `-U` UDP
+/// port, `-A` enable `shutdown`, `-v`/`-vv` verbosity.
 #[derive(Debug, Args)]
 struct PeerArgs {
     /// Config file (ini) shared by the cluster's peers; none = a cluster of one.
@@ -60,12 +65,12 @@ struct PeerArgs {
     /// Which `[peer.N]` of the config this process is.
     #[arg(long, env = "MEMCORD_ID")]
     id: Option<u16>,
-    /// Host to serve clients on (default 127.0.0.1).
-    #[arg(long, env = "MEMCORD_HOST")]
+    /// Host to serve clients on (default 127.0.0.1; memcached's `-l`, one address).
+    #[arg(long, short = 'l', visible_alias = "listen", env = "MEMCORD_HOST")]
     host: Option<String>,
     /// Port to serve clients on (default 11211 alone, the peer's client_addr with a config;
-    /// 0 = any free port, printed on the ready line).
-    #[arg(long, env = "MEMCORD_PORT")]
+    /// 0 = any free port, printed on the ready line; memcached's `-p`).
+    #[arg(long, short = 'p', env = "MEMCORD_PORT")]
     port: Option<u16>,
     /// Backing store: memory (embedded) or memcached.
     #[arg(long, env = "MEMCORD_KV_TYPE")]
@@ -79,14 +84,24 @@ struct PeerArgs {
     /// Consistency mode: linearizable, sequential or eventual.
     #[arg(long, env = "MEMCORD_CONSISTENCY")]
     consistency: Option<String>,
-    /// Memory limit of the embedded store, in MiB.
-    #[arg(long, env = "MEMCORD_MEMORY_LIMIT_MB")]
+    /// Memory limit of the embedded store, in MiB (memcached's `-m`).
+    #[arg(
+        long,
+        short = 'm',
+        visible_alias = "memory-limit",
+        env = "MEMCORD_MEMORY_LIMIT_MB"
+    )]
     memory_limit_mb: Option<u64>,
-    /// Largest value accepted, in bytes.
-    #[arg(long, env = "MEMCORD_MAX_ITEM_SIZE")]
+    /// Largest value accepted: bytes, or with a k or m suffix (memcached's `-I`).
+    #[arg(long, short = 'I', env = "MEMCORD_MAX_ITEM_SIZE", value_parser = config::parse_item_size)]
     max_item_size: Option<usize>,
-    /// Most client connections served at once.
-    #[arg(long, env = "MEMCORD_MAX_CONNECTIONS")]
+    /// Most client connections served at once (memcached's `-c`).
+    #[arg(
+        long,
+        short = 'c',
+        visible_alias = "conn-limit",
+        env = "MEMCORD_MAX_CONNECTIONS"
+    )]
     max_connections: Option<usize>,
     /// Seconds of client silence before its connection is closed (0 = never).
     #[arg(long, env = "MEMCORD_IDLE_TIMEOUT")]
@@ -100,6 +115,15 @@ struct PeerArgs {
     /// Log to this file instead of stderr.
     #[arg(long, env = "MEMCORD_LOG_FILE")]
     log_file: Option<PathBuf>,
+    /// Serve memcached's UDP protocol on this port (memcached's `-U`; 0 = off, the default).
+    #[arg(long, short = 'U', env = "MEMCORD_UDP_PORT")]
+    udp_port: Option<u16>,
+    /// Let the `shutdown` command stop the peer (memcached's `-A`).
+    #[arg(long, short = 'A', env = "MEMCORD_ENABLE_SHUTDOWN")]
+    enable_shutdown: bool,
+    /// Verbosity, as memcached's `-v` (`-vv`, `-vvv` also raise the default log level).
+    #[arg(short = 'v', action = clap::ArgAction::Count)]
+    verbose: u8,
 }
 
 impl PeerArgs {
@@ -120,6 +144,9 @@ impl PeerArgs {
             threads: self.threads,
             log_level: self.log_level,
             log_file: self.log_file,
+            udp_port: self.udp_port,
+            enable_shutdown: self.enable_shutdown.then_some(true),
+            verbosity: (self.verbose > 0).then_some(u32::from(self.verbose)),
         }
     }
 }

@@ -145,3 +145,84 @@ fn ready_line_names_peer_kv_and_mode() {
     );
     assert_eq!(peer.ready_line, expected);
 }
+
+#[test]
+fn memcacheds_short_flags_have_memcacheds_meaning() {
+    // As a systemd unit for memcached would start it.
+    let udp = std::net::UdpSocket::bind("127.0.0.1:0")
+        .and_then(|s| s.local_addr())
+        .unwrap()
+        .port()
+        .to_string();
+    let peer = PeerProcess::start(&[
+        "-p",
+        "0",
+        "-l",
+        "127.0.0.1",
+        "-m",
+        "48",
+        "-c",
+        "77",
+        "-I",
+        "2m",
+        "-t",
+        "2",
+        "-U",
+        &udp,
+        "-A",
+        "-vv",
+    ]);
+    assert!(peer.ready_line.contains(&format!("udp: 127.0.0.1:{udp})")));
+    let settings = peer.client().stats("settings");
+    assert_eq!(stat(&settings, "maxbytes"), 48 << 20);
+    assert_eq!(stat(&settings, "maxconns"), 77);
+    assert_eq!(stat(&settings, "item_size_max"), 2 << 20);
+    assert_eq!(stat(&settings, "num_threads"), 2);
+    assert_eq!(stat(&settings, "udpport"), udp.parse::<u64>().unwrap());
+    assert_eq!(stat(&settings, "verbosity"), 2);
+    let find = |name: &str| settings.iter().find(|(n, _)| n == name).unwrap().1.clone();
+    assert_eq!(find("shutdown_command"), "yes");
+    assert_eq!(find("inter"), "127.0.0.1");
+
+    // memcached's long names, and -I's k suffix.
+    let peer = PeerProcess::start(&[
+        "--listen",
+        "127.0.0.1",
+        "--memory-limit",
+        "9",
+        "--conn-limit",
+        "5",
+        "--max-item-size",
+        "512k",
+    ]);
+    let settings = peer.client().stats("settings");
+    assert_eq!(stat(&settings, "maxbytes"), 9 << 20);
+    assert_eq!(stat(&settings, "maxconns"), 5);
+    assert_eq!(stat(&settings, "item_size_max"), 512 << 10);
+    let find = |name: &str| settings.iter().find(|(n, _)| n == name).unwrap().1.clone();
+    assert_eq!(find("shutdown_command"), "no");
+    assert_eq!(find("udpport"), "0");
+}
+
+#[test]
+fn item_sizes_take_memcacheds_suffixes_everywhere() {
+    let file = config_file("[server]\nmax_item_size = 3k\n");
+    let path = file.path().to_str().unwrap();
+    let peer = PeerProcess::start(&["--config", path]);
+    assert_eq!(
+        stat(&peer.client().stats("settings"), "item_size_max"),
+        3072
+    );
+    let peer = PeerProcess::start_with_env(&[], &[("MEMCORD_MAX_ITEM_SIZE", "1M")]);
+    assert_eq!(
+        stat(&peer.client().stats("settings"), "item_size_max"),
+        1 << 20
+    );
+    fails_with(&["peer", "-p", "0", "-I", "2g"], &[], "'2g' is not a size");
+    fails_with(&["peer", "-p", "0", "-I", "2048m"], &[], "out of range");
+    fails_with(
+        &["peer", "-p", "0", "--config", path, "-U", "x"],
+        &[],
+        "invalid value 'x'",
+    );
+}

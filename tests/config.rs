@@ -179,3 +179,36 @@ fn peer_ids_fit_the_clock() {
     let err = load(&overrides, no_env()).unwrap_err().to_string();
     assert_eq!(err, "peer id 256 is too large (at most 255)");
 }
+
+#[test]
+fn verbosity_raises_the_default_log_level_only() {
+    let level = |verbosity, log_level: Option<&str>| {
+        let overrides = Overrides {
+            verbosity,
+            log_level: log_level.map(str::to_string),
+            ..Overrides::default()
+        };
+        let config = load(&overrides, no_env()).unwrap();
+        (config.server.verbosity, config.server.log_level)
+    };
+    assert_eq!(level(None, None), (0, "info".to_string()));
+    assert_eq!(level(Some(1), None), (1, "info".to_string()));
+    assert_eq!(level(Some(2), None), (2, "debug".to_string()));
+    assert_eq!(level(Some(3), None), (3, "trace".to_string()));
+    assert_eq!(level(Some(2), Some("warn")), (2, "warn".to_string()));
+}
+
+#[test]
+fn udp_and_shutdown_settings_from_the_file() {
+    let f = file("[server]\nudp_port = 11311\nenable_shutdown = true\nmax_item_size = 2m\n");
+    let c = load(&with_file(&f, None), no_env()).unwrap();
+    assert_eq!(c.server.udp_port, 11311);
+    assert!(c.server.enable_shutdown);
+    assert_eq!(c.server.max_item_size, 2 << 20);
+    let c = load(&Overrides::default(), no_env()).unwrap();
+    assert_eq!(
+        c.server.udp_port, 0,
+        "UDP is off by default, as in memcached 1.6"
+    );
+    assert!(!c.server.enable_shutdown);
+}

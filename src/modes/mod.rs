@@ -13,7 +13,7 @@ pub use ordered::{Ordered, ReadPolicy};
 pub use standalone::Standalone;
 pub use translate::{command_for, escalated_response, meta_read, response_for, MetaRead, ReadOrWrite};
 
-use crate::protocol::{Level, Request, Response};
+use crate::protocol::{Level, Request, Response, StoreAdmin};
 use std::future::Future;
 
 /// Per-connection state a coordinator may keep (program order for the sequential mode).
@@ -62,4 +62,20 @@ pub trait Coordinator: Send + Sync + 'static {
         &self,
         group: &str,
     ) -> impl Future<Output = Option<Vec<(String, String)>>> + Send;
+
+    /// Answers an admin request about this peer's own store (`stats items`, `cache_memlimit`,
+    /// `lru_crawler metadump`, …): a per-replica matter, never replicated. A coordinator
+    /// without a store answers `ERROR`.
+    fn admin(&self, request: StoreAdmin) -> impl Future<Output = Response> + Send {
+        let _ = request;
+        async { Response::Error }
+    }
+}
+
+/// A store's answer to an admin request, its failure as `SERVER_ERROR`.
+pub async fn store_admin<S: crate::store::Store>(store: &S, request: &StoreAdmin) -> Response {
+    match store.admin(request).await {
+        Ok(reply) => reply,
+        Err(err) => Response::ServerError(err.to_string()),
+    }
 }

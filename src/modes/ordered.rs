@@ -89,6 +89,10 @@ impl<S: Store> Coordinator for Ordered<S> {
             None
         }
     }
+
+    async fn admin(&self, request: crate::protocol::StoreAdmin) -> Response {
+        super::store_admin(&*self.store, &request).await
+    }
 }
 
 /// Turns a queue failure into the client's reply.

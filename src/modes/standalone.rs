@@ -74,6 +74,10 @@ impl<S: Store> Coordinator for Standalone<S> {
     async fn stats_group(&self, _group: &str) -> Option<Vec<(String, String)>> {
         None
     }
+
+    async fn admin(&self, request: crate::protocol::StoreAdmin) -> Response {
+        super::store_admin(&*self.store, &request).await
+    }
 }
 
 /// The store's counters as memcached-named `STAT` lines.

@@ -78,6 +78,14 @@ impl Response {
             }
             Response::MetaNoop => b"MN\r\n",
             Response::None => b"",
+            Response::Line(text) => {
+                out.extend_from_slice(text.as_bytes());
+                b"\r\n"
+            }
+            Response::Block(lines) => {
+                out.extend_from_slice(lines);
+                b"END\r\n"
+            }
         };
         out.extend_from_slice(word);
     }
@@ -206,6 +214,24 @@ impl Request {
             Request::Consistency(level) => {
                 out.extend_from_slice(b"consistency ");
                 out.extend_from_slice(level.name().as_bytes());
+            }
+            Request::Admin { command, noreply } => {
+                super::admin::compose(command, out);
+                put_noreply(out, *noreply);
+            }
+            Request::Oversized {
+                op,
+                key,
+                swallow,
+                noreply,
+            } => {
+                // The command line only: the block was never kept.
+                out.extend_from_slice(op.word().as_bytes());
+                out.extend_from_slice(b" ");
+                out.extend_from_slice(key);
+                out.extend_from_slice(b" 0 0 ");
+                put_u64(out, swallow.saturating_sub(2) as u64);
+                put_noreply(out, *noreply);
             }
         }
         out.extend_from_slice(b"\r\n");

@@ -25,7 +25,7 @@
 //! | key > 250 bytes (any command) | `CE bad command line format` (silenced) | continue; a storage command's data line is read as a command |
 //! | `set` flags/exptime/bytes not a number, flags or bytes negative, `+5` | bad: `CE bad command line format` (silenced); `+5` and `-0` are accepted | continue (data line read as a command, so `ERROR` follows) |
 //! | `set` bytes > INT_MAX-2 | `CE bad command line format` | continue |
-//! | `set` bytes > item size max (`-I`) | `SE object too large for cache` (silenced), sent after the block is swallowed | swallow `bytes + 2`; an existing `set` key is unlinked |
+//! | `set` bytes > item size max (`-I`) | `SE object too large for cache` (silenced), sent after the block is swallowed | swallow `bytes + 2`; an existing `set` key is unlinked (not for `add`/`replace`/`append`/`prepend`/`cas`); the parser says so with [`Request::Oversized`] |
 //! | data block not ending in `\r\n` | `CE bad data chunk` (silenced) | the `bytes + 2` are consumed; what follows is read as commands |
 //! | set negative exptime | `STORED`, item immediately invisible | |
 //! | extra 6th `set` word that is not `noreply` | ignored (`STORED`) | |
@@ -49,6 +49,14 @@
 //! | `verbosity 1`, `verbosity 1 2` | `OK` | |
 //! | `verbosity abc`, `verbosity -1` | `CE bad command line format` (silenced; `verbosity noreply` is silent) | |
 //! | `stats <unknown>` | `ERROR` (`stats` groups are the server's business) | |
+//! | `stats detail`, `stats detail foo` | `CE usage: stats detail on\|off\|dump` | |
+//! | `stats cachedump` with fewer than 2 arguments; non-numeric; class ≥ 64 | `CE bad command line`; `CE bad command line format`; `CE Illegal slab id` | |
+//! | `cache_memlimit` without a number / wrong word count; < 8; > 10^9 | `ERROR`; `MEMLIMIT_TOO_SMALL cannot set maxbytes to less than 8m`; `MEMLIMIT_ADJUST_FAILED input value is megabytes not bytes` (all silenced) | |
+//! | `lru_crawler crawl\|metadump` with a bad class list (0, ≥ 64, not a number) | `BADCLASS invalid class id` | |
+//! | `lru_crawler sleep` > 1000000; `tocrawl`/`sleep` not a number; other words | `CE sleep must be one second or less`; `CE bad command line format`; `ERROR` | |
+//! | `slabs automove 3`, `… x`, `… ratio` alone; `lru tune` pcts > 80 or factor ≤ 0 | `ERROR`, `CE bad command line format`, `ERROR`; `ERROR hot and warm pcts must not exceed 80`, `ERROR hot/warm age factors must be greater than 0` (silenced) | |
+//! | `shutdown` without `-A` | `ERROR: shutdown not enabled` | with `-A`: no reply, the server stops |
+//! | unknown command whose last word starts with `HTTP/` (`GET / HTTP/1.1`) | none | connection closed (not for words starting like a memcached command: `get / HTTP/1.1` is a `get`) |
 //! | `version anything`, `quit anything` | extra words ignored | |
 //! | line > 2048 bytes without `\n` (not `get `/`gets `) | connection closed, no reply | |
 //! | multi-get with one bad key | only `CE bad command line format` (no `VALUE`s, no `END`) | |
@@ -71,6 +79,10 @@
 //!   length with [`Limits::max_value_len`] alone.
 //! * The meta commands (`mg`, `ms`, `md`, `ma`, `mn`, `me`) follow their own table, in
 //!   [`meta`].
+//! * **Admin commands for features memcord lacks** (see [`admin`] and `server::admin`):
+//!   `slabs reassign`, `lru mode`, `lru temp_ttl`, `watch`, `extstore` get memcached's answer
+//!   for the feature turned off, where memcached 1.6.18 as built here answers `NOSPARE …`,
+//!   `OK`, a log stream, `OK`.
 //!
 //! Artefacts kept out of the shared behaviour table because another implementation may
 //! legitimately differ: cas id values, the `version` text, `stats` contents, decr's space
@@ -78,6 +90,7 @@
 //! number followed by a space), memcached dropping replies still queued in the same read when a
 //! multi-get key is too long, and the unlinking of an existing key by an oversized `set`.
 
+pub mod admin;
 pub mod binary;
 mod compose;
 mod limits;
@@ -91,7 +104,9 @@ mod response;
 #[cfg(test)]
 mod tests;
 
+pub use admin::{Admin, StoreAdmin};
 pub use limits::Limits;
+pub(crate) use parse::TOO_LARGE;
 pub use parse::{parse_request, AfterError, ParseOutcome};
 pub use reply::{parse_response, ResponseOutcome};
 pub use request::{ArithOp, Level, Request, StoreOp};

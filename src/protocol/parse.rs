@@ -164,16 +164,13 @@ pub fn parse_request(buf: &[u8], limits: &Limits) -> ParseOutcome {
             },
             _ => client_error(BAD_LEVEL, line.consumed, false),
         },
-        b"stats" => request(
-            Request::Stats {
-                group: words
-                    .as_slice()
-                    .get(1)
-                    .map(|g| String::from_utf8_lossy(g).into_owned()),
-            },
-            line.consumed,
-        ),
-        _ => unknown(line.consumed),
+        _ => match super::admin::parse_admin(command, &words, line) {
+            Some(outcome) => outcome,
+            None if super::admin::closes_as_http(command, line.text) => {
+                super::admin::close_http(line.consumed)
+            }
+            None => unknown(line.consumed),
+        },
     }
 }
 
@@ -262,15 +259,17 @@ fn parse_store(
         return bad();
     }
     if len > limits.max_value_len {
-        return ParseOutcome::Invalid {
-            reply: if noreply {
-                Response::None
-            } else {
-                Response::ServerError(TOO_LARGE.to_owned())
+        // The server swallows the block, answers `SERVER_ERROR object too large for cache`
+        // and, for `set`, unlinks the key's old item, as memcached does.
+        return request(
+            Request::Oversized {
+                op,
+                key: Bytes::copy_from_slice(w[1]),
+                swallow: len + 2,
+                noreply,
             },
-            consumed: line.consumed,
-            after: AfterError::Swallow(len + 2),
-        };
+            line.consumed,
+        );
     }
     let end = line.consumed + len + 2;
     if buf.len() < end {

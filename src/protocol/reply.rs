@@ -101,6 +101,12 @@ pub fn parse_response(buf: &[u8], limits: &Limits) -> ResponseOutcome {
     if let Some(version) = after_word(line.text, b"VERSION") {
         return done(Response::Version(text_of(version)));
     }
+    if super::admin::starts_block(line.text) {
+        return parse_block(buf, limits);
+    }
+    if super::admin::is_status_line(line.text) {
+        return done(Response::Line(text_of(line.text)));
+    }
     // Old memcached versions pad incr/decr replies with spaces; trailing ones are tolerated.
     let digits = line.text.trim_ascii_end();
     if !digits.is_empty() && digits.iter().all(u8::is_ascii_digit) {
@@ -168,6 +174,28 @@ fn parse_values(buf: &[u8], limits: &Limits) -> ResponseOutcome {
             data: Bytes::copy_from_slice(&buf[start..end - 2]),
         });
         at = end;
+    }
+}
+
+/// An admin listing (`ITEM …`, `PREFIX …`, `key=…` lines) up to `END\r\n`, at most
+/// [`Limits::max_value_len`] bytes of lines.
+fn parse_block(buf: &[u8], limits: &Limits) -> ResponseOutcome {
+    let mut at = 0;
+    loop {
+        let line = match next_line(buf, at, limits) {
+            Ok(line) => line,
+            Err(outcome) => return outcome,
+        };
+        if line.text == b"END" {
+            return ResponseOutcome::Response {
+                response: Response::Block(Bytes::copy_from_slice(&buf[..at])),
+                consumed: at + line.consumed,
+            };
+        }
+        at += line.consumed;
+        if at > limits.max_value_len {
+            return ResponseOutcome::Invalid("admin listing larger than the limit".to_owned());
+        }
     }
 }
 

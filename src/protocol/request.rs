@@ -3,6 +3,7 @@
 //! The enum is shaped after the wire words; the meta commands (`mg`, `ms`, `md`, `ma`, `mn`,
 //! `me`) carry their parsed flags in the structs of [`super::meta`].
 
+use super::admin::Admin;
 use super::meta::{MetaArith, MetaDelete, MetaGet, MetaSet};
 use bytes::Bytes;
 
@@ -251,6 +252,30 @@ pub enum Request {
         /// The key was sent base64-encoded.
         base64: bool,
     },
+    /// memcached's admin commands (`stats items`, `cache_memlimit`, `lru_crawler`,
+    /// `shutdown`, …; see [`super::admin`]).
+    Admin {
+        /// Which command, with its arguments.
+        command: Admin,
+        /// Suppress the reply (the commands memcached looks for `noreply` on).
+        noreply: bool,
+    },
+    /// ```text
+    /// <storage command> <key> <flags> <exptime> <bytes above the limit> [noreply]\r\n
+    /// ```
+    /// A value above the item size limit: the server swallows the block as it arrives,
+    /// answers `SERVER_ERROR object too large for cache`, and for `set` unlinks the key's old
+    /// item (as memcached does) through the coordinator, so every replica drops it.
+    Oversized {
+        /// Which storage command.
+        op: StoreOp,
+        /// The key.
+        key: Bytes,
+        /// Bytes to discard after the command line: the block and its `\r\n`.
+        swallow: usize,
+        /// Suppress the reply.
+        noreply: bool,
+    },
 }
 
 impl Request {
@@ -262,7 +287,9 @@ impl Request {
             | Request::Arith { noreply, .. }
             | Request::Touch { noreply, .. }
             | Request::FlushAll { noreply, .. }
-            | Request::Verbosity { noreply, .. } => *noreply,
+            | Request::Verbosity { noreply, .. }
+            | Request::Admin { noreply, .. }
+            | Request::Oversized { noreply, .. } => *noreply,
             _ => false,
         }
     }

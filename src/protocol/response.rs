@@ -57,4 +57,10 @@ pub enum Response {
     MetaNoop,
     /// Nothing is sent (`noreply`).
     None,
+    /// `<text>\r\n`: a status line of an admin command (`BADCLASS invalid class id`,
+    /// `MEMLIMIT_TOO_SMALL …`, `ERROR: shutdown not enabled`).
+    Line(String),
+    /// Lines sent as they are, then `END\r\n` (`stats detail dump`'s `PREFIX …` lines,
+    /// `stats cachedump`'s `ITEM …` lines, `lru_crawler metadump`'s `key=…` lines).
+    Block(Bytes),
 }

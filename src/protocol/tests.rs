@@ -216,17 +216,23 @@ fn table() -> Vec<(Vec<u8>, ParseOutcome)> {
     add("set k 0 0 1\r\na\n\r\n", ce("bad data chunk", 16));
     add("set k 0 0 2\nab\nget\n", ce("bad data chunk", 16));
     add("set k 0 0 1 noreply\r\nabc\r\n", silent(24));
+    let oversized = |op, noreply| Request::Oversized {
+        op,
+        key: Bytes::from_static(b"k"),
+        swallow: 2_000_002,
+        noreply,
+    };
     add(
         "set k 0 0 2000000\r\n",
-        err(
-            Response::ServerError("object too large for cache".into()),
-            19,
-            AfterError::Swallow(2_000_002),
-        ),
+        ok(oversized(StoreOp::Set, false), 19),
     );
     add(
         "set k 0 0 2000000 noreply\r\nxx",
-        err(Response::None, 27, AfterError::Swallow(2_000_002)),
+        ok(oversized(StoreOp::Set, true), 27),
+    );
+    add(
+        "append k 0 0 2000000\r\n",
+        ok(oversized(StoreOp::Append, false), 22),
     );
 
     // delete
@@ -477,10 +483,14 @@ fn value_limit_is_configurable_and_checked_before_the_block_arrives() {
     };
     assert_eq!(
         parse_request(b"set k 0 0 11\r\n", &l),
-        err(
-            Response::ServerError("object too large for cache".into()),
-            14,
-            AfterError::Swallow(13)
+        ok(
+            Request::Oversized {
+                op: StoreOp::Set,
+                key: Bytes::from_static(b"k"),
+                swallow: 13,
+                noreply: false,
+            },
+            14
         )
     );
     assert!(matches!(
@@ -898,5 +908,46 @@ proptest! {
         );
         let cut = out.len() / 2;
         prop_assert_eq!(parse_response(&out[..cut], &limits()), ResponseOutcome::Incomplete);
+    }
+}
+
+#[test]
+fn admin_replies_parse_back() {
+    let l = Limits::default();
+    let cases: [(&[u8], Response); 4] = [
+        (
+            b"MEMLIMIT_TOO_SMALL cannot set maxbytes to less than 8m\r\n",
+            Response::Line("MEMLIMIT_TOO_SMALL cannot set maxbytes to less than 8m".into()),
+        ),
+        (
+            b"ERROR: shutdown not enabled\r\n",
+            Response::Line("ERROR: shutdown not enabled".into()),
+        ),
+        (
+            b"PREFIX a get 1 hit 0 set 0 del 0\r\nEND\r\n",
+            Response::Block(Bytes::from_static(b"PREFIX a get 1 hit 0 set 0 del 0\r\n")),
+        ),
+        (
+            b"key=a exp=-1 la=1 cas=2 fetch=no cls=1 size=61\nkey=b exp=-1 la=1 cas=3 fetch=no cls=1 size=61\nEND\r\n",
+            Response::Block(Bytes::from_static(
+                b"key=a exp=-1 la=1 cas=2 fetch=no cls=1 size=61\nkey=b exp=-1 la=1 cas=3 fetch=no cls=1 size=61\n",
+            )),
+        ),
+    ];
+    for (wire, response) in cases {
+        let mut composed = BytesMut::new();
+        response.compose(&mut composed);
+        assert_eq!(&composed[..], wire);
+        assert_eq!(
+            parse_response(wire, &l),
+            ResponseOutcome::Response {
+                response,
+                consumed: wire.len()
+            }
+        );
+        assert_eq!(
+            parse_response(&wire[..wire.len() - 1], &l),
+            ResponseOutcome::Incomplete
+        );
     }
 }

@@ -214,6 +214,7 @@ impl<C: Coordinator> Handler<C> {
                 } => {
                     self.conn.input.advance(consumed);
                     self.swallow = swallow;
+                    self.counters.store_too_large += 1;
                     // As memcached: a set too large to store must not leave the old value.
                     self.unlink(key).await;
                     self.write_binary(&reply);

@@ -9,6 +9,7 @@
 //! requests they go back to a small per-thread pool (as memcached hands its read buffers back
 //! to a per-thread cache), so ten thousand idle clients cost a few KiB each, not two buffers.
 
+use super::admin::{AdminAnswer, PrefixOp};
 use super::shutdown::Shutdown;
 use super::stats::{ConnCounters, Tally};
 use super::Shared;
@@ -173,6 +174,8 @@ pub(crate) struct Handler<C: Coordinator> {
     pub(crate) swallow: usize,
     /// The protocol this connection speaks.
     pub(crate) wire: Wire,
+    /// When this connection last sent a command, for `stats conns` (coarse unix seconds).
+    pub(crate) last_cmd: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl<C: Coordinator> Handler<C> {
@@ -200,6 +203,8 @@ impl<C: Coordinator> Handler<C> {
                 return Ok(());
             }
             self.counters.bytes_read += read as u64;
+            let now = self.shared.now_secs.load(Relaxed);
+            self.last_cmd.store(now, Relaxed);
         }
     }
 
@@ -292,35 +297,198 @@ impl<C: Coordinator> Handler<C> {
 
     /// Answers one request into the output buffer.
     async fn serve(&mut self, request: Request) -> Flow {
-        let reply = match request {
-            Request::Quit => return Flow::Close,
-            Request::Version => Response::Version(VERSION.to_string()),
-            Request::MetaNoop => Response::MetaNoop,
-            Request::Verbosity { level, noreply } => {
-                self.shared.verbosity.store(level, Relaxed);
-                if noreply {
-                    Response::None
-                } else {
-                    Response::Ok
-                }
+        let answer = serve_request(
+            &self.shared,
+            &*self.coordinator,
+            &mut self.session,
+            &mut self.counters,
+            request,
+        )
+        .await;
+        answer.reply.compose(&mut self.conn.output);
+        match answer.next {
+            Next::Continue => Flow::Open,
+            Next::Swallow(n) => {
+                self.swallow = n;
+                Flow::Open
             }
-            Request::Stats { group } => self.shared.stats_reply(&*self.coordinator, group).await,
-            request => {
-                let tally = Tally::of(&request);
-                let noreply = request.noreply();
-                let reply = self.coordinator.handle(&mut self.session, request).await;
-                self.counters.record(tally, &reply);
-                // Coordinators answer as if `noreply` were absent so that the counters see the
-                // outcome; like memcached, only server errors still reach a noreply client.
-                if noreply && !matches!(reply, Response::ServerError(_)) {
-                    Response::None
-                } else {
-                    reply
-                }
+            Next::Close => Flow::Close,
+        }
+    }
+}
+
+/// What a connection does after a request's reply.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Next {
+    /// Read the next request.
+    Continue,
+    /// Discard this many bytes first (an oversized value's block).
+    Swallow(usize),
+    /// Close (`quit`, `shutdown`).
+    Close,
+}
+
+/// One request's reply and what follows it.
+#[derive(Debug)]
+pub(crate) struct Answer {
+    /// The reply (nothing for `Response::None`).
+    pub(crate) reply: Response,
+    /// What the connection does next.
+    pub(crate) next: Next,
+}
+
+impl Answer {
+    fn reply(reply: Response) -> Answer {
+        Answer {
+            reply,
+            next: Next::Continue,
+        }
+    }
+}
+
+/// Serves one parsed request, whatever transport it came by (TCP, UDP): connection-level
+/// requests here, data requests through the coordinator, counted in `counters`.
+pub(crate) async fn serve_request<C: Coordinator>(
+    shared: &Shared,
+    coordinator: &C,
+    session: &mut Session,
+    counters: &mut ConnCounters,
+    request: Request,
+) -> Answer {
+    let reply = match request {
+        Request::Quit => {
+            return Answer {
+                reply: Response::None,
+                next: Next::Close,
             }
+        }
+        Request::Version => Response::Version(VERSION.to_string()),
+        Request::MetaNoop => Response::MetaNoop,
+        Request::Verbosity { level, noreply } => {
+            // memcached caps the level at its MAX_VERBOSITY_LEVEL (2).
+            shared.verbosity.store(level.min(2), Relaxed);
+            if noreply {
+                Response::None
+            } else {
+                Response::Ok
+            }
+        }
+        Request::Stats { group } => shared.stats_reply(coordinator, group).await,
+        Request::Admin { command, noreply } => {
+            match super::admin::answer(shared, coordinator, session.id, command).await {
+                AdminAnswer::Shutdown => {
+                    return Answer {
+                        reply: Response::None,
+                        next: Next::Close,
+                    }
+                }
+                AdminAnswer::Reply(_) if noreply => Response::None,
+                AdminAnswer::Reply(reply) => reply,
+            }
+        }
+        Request::Oversized {
+            op,
+            key,
+            swallow,
+            noreply,
+        } => {
+            return oversized(
+                shared,
+                coordinator,
+                session,
+                counters,
+                op,
+                key,
+                swallow,
+                noreply,
+            )
+            .await
+        }
+        request => {
+            let tally = Tally::of(&request);
+            let noreply = request.noreply();
+            let detail = shared
+                .admin
+                .detail_enabled
+                .load(Relaxed)
+                .then(|| request.clone());
+            let reply = coordinator.handle(session, request).await;
+            counters.record(tally, &reply);
+            if let Some(request) = detail {
+                record_detail(shared, &request, &reply);
+            }
+            // Coordinators answer as if `noreply` were absent so that the counters see the
+            // outcome; like memcached, only server errors still reach a noreply client.
+            if noreply && !matches!(reply, Response::ServerError(_)) {
+                Response::None
+            } else {
+                reply
+            }
+        }
+    };
+    Answer::reply(reply)
+}
+
+/// A value above the size limit: swallow its block, answer `SERVER_ERROR object too large
+/// for cache` (silenced by `noreply`), and for `set` drop the key's old item, as memcached
+/// does, with a delete through the coordinator so that every replica drops it.
+#[allow(clippy::too_many_arguments)]
+async fn oversized<C: Coordinator>(
+    shared: &Shared,
+    coordinator: &C,
+    session: &mut Session,
+    counters: &mut ConnCounters,
+    op: crate::protocol::StoreOp,
+    key: bytes::Bytes,
+    swallow: usize,
+    noreply: bool,
+) -> Answer {
+    counters.store_too_large += 1;
+    if shared.admin.detail_enabled.load(Relaxed) {
+        shared.admin.record(&key, PrefixOp::Set);
+    }
+    let mut reply = Response::ServerError(crate::protocol::TOO_LARGE.to_owned());
+    if op == crate::protocol::StoreOp::Set {
+        let unlink = Request::Delete {
+            key,
+            noreply: false,
         };
-        reply.compose(&mut self.conn.output);
-        Flow::Open
+        if let failed @ Response::ServerError(_) = coordinator.handle(session, unlink).await {
+            // The old item may still be there (no quorum, backend down): say so instead.
+            reply = failed;
+        }
+    }
+    Answer {
+        reply: if noreply
+            && matches!(reply, Response::ServerError(ref r) if r == crate::protocol::TOO_LARGE)
+        {
+            Response::None
+        } else {
+            reply
+        },
+        next: Next::Swallow(swallow),
+    }
+}
+
+/// Counts a request's keys per prefix for `stats detail`, as memcached does: every key of a
+/// `get`/`gat` (and whether it hit), storage commands, deletes.
+#[cold]
+fn record_detail(shared: &Shared, request: &Request, reply: &Response) {
+    let admin = &shared.admin;
+    match request {
+        Request::Get { keys, .. } | Request::Gat { keys, .. } => {
+            let hits: &[crate::protocol::Value] = match reply {
+                Response::Values(values) => values,
+                _ => &[],
+            };
+            for key in keys {
+                let hit = hits.iter().any(|value| value.key == *key);
+                admin.record(key, PrefixOp::Get(hit));
+            }
+        }
+        Request::Store { key, .. } => admin.record(key, PrefixOp::Set),
+        Request::Delete { key, .. } => admin.record(key, PrefixOp::Delete),
+        _ => {}
     }
 }
 

@@ -6,11 +6,14 @@
 //! `Semaphore` caps connections, a broadcast channel tells handlers to stop, and an mpsc channel
 //! whose senders the handlers hold tells the server when the last one has finished.
 
+pub mod admin;
 mod binary;
 mod connection;
 pub mod peer;
+mod report;
 mod shutdown;
 pub mod stats;
+mod udp;
 
 pub use connection::Connection;
 
@@ -43,6 +46,12 @@ pub struct Settings {
     pub info: Vec<(String, String)>,
     /// Lines appended to `stats settings` (the effective configuration).
     pub settings: Vec<(String, String)>,
+    /// Whether `shutdown` stops the server (memcached's `-A`); otherwise it is refused.
+    pub enable_shutdown: bool,
+    /// The UDP port served (reported in `stats settings`), when there is a UDP listener.
+    pub udp_port: Option<u16>,
+    /// The verbosity reported until a `verbosity` command changes it (memcached's `-v`).
+    pub verbosity: u32,
 }
 
 impl Default for Settings {
@@ -53,6 +62,9 @@ impl Default for Settings {
             idle_timeout: None,
             info: Vec::new(),
             settings: Vec::new(),
+            enable_shutdown: false,
+            udp_port: None,
+            verbosity: 0,
         }
     }
 }
@@ -64,10 +76,19 @@ pub(crate) struct Shared {
     pub(crate) stats: ServerStats,
     /// The level last set by `verbosity` (reported, not otherwise used: logging is `tracing`'s).
     pub(crate) verbosity: AtomicU32,
-    /// The port actually bound, for `stats settings`.
-    pub(crate) port: u16,
+    /// The address actually bound, for `stats settings` and `stats conns`.
+    pub(crate) listen_addr: std::net::SocketAddr,
     /// Input a connection may hold without a complete request: the longest legal request.
     pub(crate) max_buffered: usize,
+    /// The admin commands' state (tunables, `stats detail`, open connections).
+    pub(crate) admin: admin::AdminState,
+    /// Told by `shutdown` to stop the server.
+    pub(crate) stop: tokio::sync::Notify,
+    /// The current unix second, advanced by a once-a-second task (as memcached's
+    /// `current_time`), so that a connection marks its last command without a clock read.
+    pub(crate) now_secs: AtomicU64,
+    /// The unix second the server started.
+    pub(crate) started_secs: u64,
 }
 
 impl Shared {
@@ -77,35 +98,32 @@ impl Shared {
         coordinator: &C,
         group: Option<String>,
     ) -> Response {
+        let threads = tokio::runtime::Handle::current().metrics().num_workers();
         match group.as_deref() {
             None => {
-                let threads = tokio::runtime::Handle::current().metrics().num_workers();
-                let mut lines = self.stats.lines(self.settings.max_connections, threads);
-                lines.extend(coordinator.stats().await);
+                let mut lines = report::general(self, threads, coordinator.stats().await);
                 lines.push(("memcord_mode".into(), coordinator.mode().into()));
                 lines.extend(self.settings.info.iter().cloned());
                 Response::Stats(lines)
             }
             Some("settings") => {
-                let s = &self.settings;
-                let idle = s.idle_timeout.map_or(0, |d| d.as_secs());
-                let mut lines: Vec<(String, String)> = vec![
-                    ("maxconns".into(), s.max_connections.to_string()),
-                    ("tcpport".into(), self.port.to_string()),
-                    ("udpport".into(), "0".into()),
-                    ("verbosity".into(), self.verbosity.load(Relaxed).to_string()),
-                    ("evictions".into(), "on".into()),
-                    ("cas_enabled".into(), "yes".into()),
-                    ("item_size_max".into(), s.limits.max_value_len.to_string()),
-                    ("idle_timeout".into(), idle.to_string()),
-                    ("flush_enabled".into(), "yes".into()),
-                    ("memcord_mode".into(), coordinator.mode().into()),
-                ];
-                lines.extend(s.settings.iter().cloned());
-                Response::Stats(lines)
+                let maxbytes = coordinator
+                    .stats()
+                    .await
+                    .into_iter()
+                    .find(|(name, _)| name == "limit_maxbytes")
+                    .and_then(|(_, value)| value.parse().ok())
+                    .unwrap_or(0);
+                Response::Stats(report::settings(
+                    self,
+                    coordinator.mode(),
+                    threads,
+                    maxbytes,
+                ))
             }
             Some("reset") => {
                 self.stats.reset();
+                self.admin.reset();
                 Response::Reset
             }
             Some(group) => match coordinator.stats_group(group).await {
@@ -125,26 +143,54 @@ pub async fn run<C: Coordinator>(
     settings: Settings,
     shutdown: impl Future,
 ) {
+    run_with_udp(listener, None, coordinator, settings, shutdown).await
+}
+
+/// [`run`], also serving memcached's UDP protocol on `udp` when given (see [`udp`]). A
+/// client's `shutdown` (with [`Settings::enable_shutdown`]) ends it as `shutdown` does.
+pub async fn run_with_udp<C: Coordinator>(
+    listener: TcpListener,
+    udp: Option<tokio::net::UdpSocket>,
+    coordinator: Arc<C>,
+    mut settings: Settings,
+    shutdown: impl Future,
+) {
     let (notify_shutdown, _) = broadcast::channel(1);
     let (shutdown_complete_tx, mut shutdown_complete_rx) = mpsc::channel(1);
-    let port = listener.local_addr().map(|a| a.port()).unwrap_or(0);
+    let listen_addr = listener
+        .local_addr()
+        .unwrap_or_else(|_| std::net::SocketAddr::from(([0, 0, 0, 0], 0)));
+    if let Some(socket) = &udp {
+        settings.udp_port = socket.local_addr().ok().map(|a| a.port());
+    }
     let limits = settings.limits;
     let max_buffered = limits.max_value_len + limits.max_get_line_len + limits.max_line_len;
+    let now = crate::clock::unix_secs();
+    let verbosity = AtomicU32::new(settings.verbosity);
+    let shared = Arc::new(Shared {
+        settings,
+        stats: ServerStats::default(),
+        verbosity,
+        listen_addr,
+        max_buffered,
+        admin: admin::AdminState::default(),
+        stop: tokio::sync::Notify::new(),
+        now_secs: AtomicU64::new(now),
+        started_secs: now,
+    });
+    let ticker = tokio::spawn(tick_clock(shared.clone()));
+    let udp_task =
+        udp.map(|socket| tokio::spawn(udp::serve(socket, coordinator.clone(), shared.clone())));
     let mut accept = Acceptor {
-        limit: Arc::new(Semaphore::new(settings.max_connections)),
-        shared: Arc::new(Shared {
-            settings,
-            stats: ServerStats::default(),
-            verbosity: AtomicU32::new(0),
-            port,
-            max_buffered,
-        }),
+        limit: Arc::new(Semaphore::new(shared.settings.max_connections)),
+        shared,
         listener,
         coordinator,
         notify_shutdown,
         shutdown_complete_tx,
         next_session: AtomicU64::new(1),
     };
+    let stop = accept.shared.clone();
     tokio::select! {
         result = accept.run() => {
             if let Err(err) = result {
@@ -152,6 +198,11 @@ pub async fn run<C: Coordinator>(
             }
         }
         _ = shutdown => tracing::info!("shutting down: no longer accepting connections"),
+        _ = stop.stop.notified() => tracing::info!("shutdown command: no longer accepting connections"),
+    }
+    ticker.abort();
+    if let Some(task) = udp_task {
+        task.abort();
     }
     let Acceptor {
         notify_shutdown,
@@ -191,6 +242,15 @@ impl<C: Coordinator> Acceptor<C> {
             stats.curr_connections.fetch_add(1, Relaxed);
             let _ = socket.set_nodelay(true);
             let id = self.next_session.fetch_add(1, Relaxed);
+            let last_cmd = Arc::new(AtomicU64::new(self.shared.now_secs.load(Relaxed)));
+            if let (Ok(peer), Ok(local)) = (socket.peer_addr(), socket.local_addr()) {
+                let entry = admin::ConnEntry {
+                    peer,
+                    local,
+                    last_cmd: last_cmd.clone(),
+                };
+                self.shared.admin.conns.lock().insert(id, entry);
+            }
             let mut handler = Handler {
                 conn: Connection::new(socket),
                 coordinator: self.coordinator.clone(),
@@ -201,11 +261,13 @@ impl<C: Coordinator> Acceptor<C> {
                 counters: ConnCounters::default(),
                 swallow: 0,
                 wire: connection::Wire::default(),
+                last_cmd,
             };
             tokio::spawn(async move {
                 if let Err(err) = handler.run().await {
                     tracing::debug!(session = id, %err, "connection ended with an error");
                 }
+                handler.shared.admin.conns.lock().remove(&id);
                 handler.shared.stats.curr_connections.fetch_sub(1, Relaxed);
                 drop(permit);
             });
@@ -229,6 +291,16 @@ impl<C: Coordinator> Acceptor<C> {
             tokio::time::sleep(Duration::from_secs(backoff)).await;
             backoff *= 2;
         }
+    }
+}
+
+/// Advances the server's coarse clock once a second.
+async fn tick_clock(shared: Arc<Shared>) {
+    let mut every = tokio::time::interval(Duration::from_secs(1));
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        every.tick().await;
+        shared.now_secs.store(crate::clock::unix_secs(), Relaxed);
     }
 }
 

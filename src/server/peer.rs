@@ -5,7 +5,7 @@ use super::Settings;
 use crate::clock::HybridClock;
 use crate::cluster::{Membership, Transport, TransportConfig};
 use crate::config::Consistency;
-use crate::config::{KvType, PeerConfig};
+use crate::config::{HostPort, KvType, PeerConfig};
 use crate::modes::eventual::HintLimits;
 use crate::modes::{Eventual, EventualConfig, Ordered, ReadPolicy, Standalone};
 use crate::order::state_machine::KeyIndex;
@@ -47,6 +47,8 @@ pub enum PeerError {
 /// A peer bound to its client address, ready to serve.
 pub struct BoundPeer {
     listener: TcpListener,
+    /// The UDP socket, when `[server] udp_port` / `-U` asks for one.
+    udp: Option<tokio::net::UdpSocket>,
     /// The peer-port listener, when the configuration names other peers.
     peer_listener: Option<TcpListener>,
     config: PeerConfig,
@@ -81,6 +83,17 @@ impl BoundPeer {
         let listener = TcpListener::bind(&addr)
             .await
             .map_err(|source| PeerError::Bind { addr, source })?;
+        let udp = match config.server.udp_port {
+            0 => None,
+            port => {
+                let addr = HostPort::new(config.me().client_addr.host.clone(), port).to_string();
+                Some(
+                    tokio::net::UdpSocket::bind(&addr)
+                        .await
+                        .map_err(|source| PeerError::Bind { addr, source })?,
+                )
+            }
+        };
         let peer_listener = if clustered {
             let addr = config.me().peer_addr.to_string();
             Some(
@@ -93,6 +106,7 @@ impl BoundPeer {
         };
         Ok(BoundPeer {
             listener,
+            udp,
             peer_listener,
             config,
             store,
@@ -121,11 +135,23 @@ impl BoundPeer {
         }
     }
 
+    /// The UDP address bound, when the peer serves UDP.
+    pub fn udp_addr(&self) -> Option<SocketAddr> {
+        self.udp
+            .as_ref()
+            .and_then(|socket| socket.local_addr().ok())
+    }
+
     /// The line printed on stdout once the peer accepts clients. Tests and scripts read the
-    /// address from it, so its shape is part of the command-line contract.
+    /// address from it, so its shape is part of the command-line contract; a UDP listener
+    /// adds `, udp: ADDR` inside the parentheses.
     pub fn ready_line(&self) -> String {
+        let udp = self
+            .udp_addr()
+            .map(|addr| format!(", udp: {addr}"))
+            .unwrap_or_default();
         format!(
-            "memcord peer {} listening on {} (kv: {}, mode: {})",
+            "memcord peer {} listening on {} (kv: {}, mode: {}{udp})",
             self.config.id,
             self.local_addr(),
             self.config.kv.kv_type,
@@ -142,7 +168,7 @@ impl BoundPeer {
         let Some(peer_listener) = self.peer_listener else {
             // A cluster of one: every mode is the same thing, a drop-in memcached.
             let coordinator = Arc::new(Standalone::new(self.store.clone(), clock));
-            super::run(self.listener, coordinator, settings, shutdown).await;
+            super::run_with_udp(self.listener, self.udp, coordinator, settings, shutdown).await;
             return Ok(());
         };
         // A replica whose backend restarted empty stops serving at once (fail-stop).
@@ -169,12 +195,12 @@ impl BoundPeer {
                     peer_listener,
                     eventual_config(&self.config),
                 ));
-                super::run(self.listener, coordinator, settings, shutdown).await;
+                super::run_with_udp(self.listener, self.udp, coordinator, settings, shutdown).await;
             }
             mode @ (Consistency::Linearizable | Consistency::Sequential) => {
                 let queue =
                     start_queue(&self.config, self.store.clone(), transport.clone()).await?;
-                let (store, listener) = (self.store.clone(), self.listener);
+                let (store, listener, udp) = (self.store.clone(), self.listener, self.udp);
                 let policy = if mode == Consistency::Linearizable {
                     crate::modes::linearizable::read_policy()
                 } else {
@@ -189,7 +215,7 @@ impl BoundPeer {
                     policy,
                     admin,
                 ));
-                super::run(listener, coordinator, settings, shutdown).await;
+                super::run_with_udp(listener, udp, coordinator, settings, shutdown).await;
                 queue.shutdown().await;
             }
         }
@@ -321,6 +347,9 @@ pub fn server_settings(config: &PeerConfig) -> Settings {
             ("memcord_version".into(), env!("CARGO_PKG_VERSION").into()),
         ],
         settings: config.settings_lines(),
+        enable_shutdown: server.enable_shutdown,
+        udp_port: None,
+        verbosity: server.verbosity,
     }
 }
 

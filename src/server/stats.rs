@@ -7,7 +7,7 @@
 use crate::protocol::meta::MetaStatus;
 use crate::protocol::{Request, Response};
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::Instant;
 
 macro_rules! counters {
     ($($name:ident),* $(,)?) => {
@@ -49,6 +49,7 @@ counters!(
     cmd_set,
     cmd_flush,
     cmd_touch,
+    cmd_meta,
     get_hits,
     get_misses,
     delete_misses,
@@ -62,8 +63,11 @@ counters!(
     cas_badval,
     touch_hits,
     touch_misses,
+    store_too_large,
+    store_no_memory,
     bytes_read,
     bytes_written,
+    total_items,
 );
 
 /// What a data request contributes to the counters, taken before the request is handed over.
@@ -91,6 +95,8 @@ pub enum Tally {
     MetaDelete,
     /// `ma`; `true` for an increment.
     MetaArith(bool),
+    /// `me` (the one meta command memcached counts in `cmd_meta`).
+    MetaDebug,
     /// Not counted (connection-level requests).
     None,
 }
@@ -117,14 +123,17 @@ impl Tally {
             ),
             Request::MetaDelete(_) => Tally::MetaDelete,
             Request::MetaArith(arith) => Tally::MetaArith(arith.incr),
-            Request::MetaNoop | Request::MetaDebug { .. } => Tally::None,
+            Request::MetaDebug { .. } => Tally::MetaDebug,
+            Request::MetaNoop => Tally::None,
             Request::Version
             | Request::Verbosity { .. }
             | Request::Stats { .. }
             | Request::Quit
             | Request::Fail
             | Request::Recover
-            | Request::Consistency(_) => Tally::None,
+            | Request::Consistency(_)
+            | Request::Admin { .. }
+            | Request::Oversized { .. } => Tally::None,
         }
     }
 }
@@ -152,6 +161,13 @@ impl ConnCounters {
             }
             Tally::Store(is_cas) => {
                 self.cmd_set += 1;
+                match response {
+                    Response::Stored => self.total_items += 1,
+                    Response::ServerError(reason) if reason.starts_with("out of memory") => {
+                        self.store_no_memory += 1
+                    }
+                    _ => {}
+                }
                 if is_cas {
                     match response {
                         Response::Stored => self.cas_hits += 1,
@@ -190,6 +206,9 @@ impl ConnCounters {
             Tally::MetaGet(touch) => self.record_meta_get(touch, meta_status(response)),
             Tally::MetaSet(is_cas) => {
                 self.cmd_set += 1;
+                if meta_status(response) == Some(MetaStatus::Done) {
+                    self.total_items += 1;
+                }
                 if is_cas {
                     match meta_status(response) {
                         Some(MetaStatus::Done) => self.cas_hits += 1,
@@ -216,6 +235,7 @@ impl ConnCounters {
                     _ => {}
                 }
             }
+            Tally::MetaDebug => self.cmd_meta += 1,
             Tally::None => {}
         }
     }
@@ -295,50 +315,14 @@ impl ServerStats {
         self.rejected_connections.store(0, Relaxed);
     }
 
-    /// The general `stats` lines this layer owns, in memcached's order; `max_connections` and
-    /// `threads` come from the caller, which knows the settings and the runtime.
-    pub fn lines(&self, max_connections: usize, threads: usize) -> Vec<(String, String)> {
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_secs())
-            .unwrap_or(0);
-        let (user, system) = rusage();
-        let mut lines: Vec<(String, String)> = vec![
-            ("pid".into(), std::process::id().to_string()),
-            (
-                "uptime".into(),
-                self.started.elapsed().as_secs().to_string(),
-            ),
-            ("time".into(), now.to_string()),
-            ("version".into(), crate::protocol::VERSION.to_string()),
-            (
-                "pointer_size".into(),
-                (std::mem::size_of::<usize>() * 8).to_string(),
-            ),
-            ("rusage_user".into(), user),
-            ("rusage_system".into(), system),
-            ("max_connections".into(), max_connections.to_string()),
-            (
-                "curr_connections".into(),
-                self.curr_connections.load(Relaxed).to_string(),
-            ),
-            (
-                "total_connections".into(),
-                self.total_connections.load(Relaxed).to_string(),
-            ),
-            (
-                "rejected_connections".into(),
-                self.rejected_connections.load(Relaxed).to_string(),
-            ),
-        ];
-        lines.extend(self.counters.lines());
-        lines.push(("threads".into(), threads.to_string()));
-        lines
+    /// Seconds since the server started.
+    pub fn uptime_secs(&self) -> u64 {
+        self.started.elapsed().as_secs()
     }
 }
 
 /// CPU time used by the process, formatted as memcached does (`seconds.micros`).
-fn rusage() -> (String, String) {
+pub(super) fn rusage() -> (String, String) {
     // SAFETY: getrusage only writes into the zeroed struct we pass it.
     let usage = unsafe {
         let mut usage: libc::rusage = std::mem::zeroed();

@@ -9,6 +9,7 @@ pub mod memcached;
 pub mod memory;
 
 use crate::clock::{unix_secs, Timestamp};
+use crate::protocol::StoreAdmin;
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use std::future::Future;
@@ -105,6 +106,13 @@ impl Item {
 
 /// Fixed per-item overhead charged against a memory limit (struct, map and LRU links).
 pub const ITEM_OVERHEAD: usize = 96;
+
+/// memcord's size class of an item of `footprint` bytes ([`Item::footprint`]), as `stats
+/// items`, `lru_crawler metadump` and the meta `me` command report it (see
+/// [`memory::classes`]).
+pub fn size_class(footprint: usize) -> u32 {
+    memory::classes::class_of(footprint) as u32
+}
 
 /// One replica's record of reads of an item, as memcached keeps it per server (not
 /// replicated): whether it was fetched since it was written, and how long ago it was last
@@ -313,6 +321,13 @@ pub trait Store: Send + Sync + 'static {
     /// The cutoffs of delayed `flush_all`s whose time has not come, for a snapshot: a peer that
     /// installs it schedules them again, so they take effect there too.
     fn pending_flushes(&self) -> Vec<Timestamp>;
+    /// Answers one of memcached's admin requests about the store (`stats items`, `stats
+    /// slabs`, `stats sizes`, `stats cachedump`, `lru_crawler metadump`, `cache_memlimit`)
+    /// with the client's view of it: memcord's items, cas ids and expiry times.
+    fn admin(
+        &self,
+        request: &StoreAdmin,
+    ) -> impl Future<Output = StoreResult<crate::protocol::Response>> + Send;
 }
 
 /// A store chosen at run time (`--kv-type`), dispatching without boxing.
@@ -420,6 +435,9 @@ impl Store for AnyStore {
     }
     async fn stats(&self) -> StoreStats {
         dispatch!(self, s => s.stats())
+    }
+    async fn admin(&self, request: &StoreAdmin) -> StoreResult<crate::protocol::Response> {
+        dispatch!(self, s => s.admin(request))
     }
 }
 

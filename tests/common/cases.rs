@@ -34,7 +34,9 @@
 //! silently; memcord says `CLIENT_ERROR line too long` first), NUL or `\r` in keys (memcord
 //! refuses them), numbers beyond 32 bits (memcached truncates), memcached discarding replies
 //! queued in the same read when a multi-get key is too long (every step here waits for its
-//! reply, so queues are empty), and the unlinking of an existing key by an oversized `set`.
+//! reply, so queues are empty), and the admin replies that describe a server rather than
+//! a protocol (`stats items|slabs|sizes|conns`, `stats detail dump`, metadump contents,
+//! `slabs reassign`, `lru mode`, `watch`, `extstore <setting>`: see `tests/server.rs`).
 
 use std::collections::HashMap;
 use std::io::{Read, Write};
@@ -116,6 +118,17 @@ const EXPTIME: &str = "CLIENT_ERROR invalid exptime argument\r\n";
 const NON_NUMERIC: &str = "CLIENT_ERROR cannot increment or decrement non-numeric value\r\n";
 const CHUNK: &str = "CLIENT_ERROR bad data chunk\r\n";
 const TOO_LARGE: &str = "SERVER_ERROR object too large for cache\r\n";
+const DETAIL_USAGE: &str = "CLIENT_ERROR usage: stats detail on|off|dump\r\n";
+const BADCLASS: &str = "BADCLASS invalid class id\r\n";
+const SHUTDOWN_OFF: &str = "ERROR: shutdown not enabled\r\n";
+
+/// `<command line>` then an oversized block, then `get {p}k`.
+fn oversized_then_get(line: &str) -> Vec<u8> {
+    let mut request = line.as_bytes().to_vec();
+    request.extend_from_slice(&vec![b'v'; OVERSIZED]);
+    request.extend_from_slice(b"\r\nget {p}k\r\n");
+    request
+}
 
 /// The whole table.
 pub fn cases() -> Vec<Case> {
@@ -129,6 +142,10 @@ pub fn cases() -> Vec<Case> {
     oversized_noreply.extend(b"version\r\n".iter().cycle().take(OVERSIZED));
     oversized_noreply.extend_from_slice(b"\r\nget {p}big\r\n");
     let binary: &[u8] = b"a\r\nEND\r\n\0z\r";
+    let oversized_over_existing = oversized_then_get(&format!("set {{p}}k 0 0 {OVERSIZED}\r\n"));
+    let oversized_noreply_over_existing =
+        oversized_then_get(&format!("set {{p}}k 0 0 {OVERSIZED} noreply\r\n"));
+    let oversized_append = oversized_then_get(&format!("append {{p}}k 0 0 {OVERSIZED}\r\n"));
 
     vec![
         // ---- storage ----
@@ -657,6 +674,168 @@ pub fn cases() -> Vec<Case> {
             vec![
                 s("stats nosuchgroup\r\n", "ERROR\r\n"),
                 s("stats reset\r\n", "RESET\r\n"),
+            ],
+        ),
+        // ---- admin commands ----
+        case(
+            "stats_detail_usage",
+            vec![
+                s("stats detail\r\n", DETAIL_USAGE),
+                s("stats detail foo\r\n", DETAIL_USAGE),
+                s("stats detail on\r\n", "OK\r\n"),
+                s("stats detail off\r\n", "OK\r\n"),
+                s("stats detail off on\r\n", "OK\r\n"),
+            ],
+        ),
+        case(
+            "stats_cachedump_arguments",
+            vec![
+                s("stats cachedump\r\n", "CLIENT_ERROR bad command line\r\n"),
+                s("stats cachedump 1\r\n", "CLIENT_ERROR bad command line\r\n"),
+                s("stats cachedump x 1\r\n", FORMAT),
+                s("stats cachedump 1 x\r\n", FORMAT),
+                s("stats cachedump -1 2\r\n", FORMAT),
+                s("stats cachedump 64 2\r\n", "CLIENT_ERROR Illegal slab id\r\n"),
+                s("stats cachedump 0 1\r\n", "END\r\n"),
+            ],
+        ),
+        case(
+            "cache_memlimit",
+            vec![
+                s("cache_memlimit\r\n", "ERROR\r\n"),
+                s("cache_memlimit x\r\n", "ERROR\r\n"),
+                s("cache_memlimit -1\r\n", "ERROR\r\n"),
+                s("cache_memlimit 1 2 3\r\n", "ERROR\r\n"),
+                s(
+                    "cache_memlimit 4\r\n",
+                    "MEMLIMIT_TOO_SMALL cannot set maxbytes to less than 8m\r\n",
+                ),
+                s(
+                    "cache_memlimit 2000000000\r\n",
+                    "MEMLIMIT_ADJUST_FAILED input value is megabytes not bytes\r\n",
+                ),
+                s("cache_memlimit 5 noreply\r\n", ""),
+                s("cache_memlimit x noreply\r\n", ""),
+                // Back to the 64 MiB every server of the table starts with.
+                s("cache_memlimit 64\r\n", "OK\r\n"),
+                s("cache_memlimit 64 noreply\r\n", ""),
+            ],
+        ),
+        case(
+            "lru_crawler_arguments",
+            vec![
+                s("lru_crawler\r\n", "ERROR\r\n"),
+                s("lru_crawler foo\r\n", "ERROR\r\n"),
+                s("lru_crawler metadump\r\n", "ERROR\r\n"),
+                s("lru_crawler crawl 1 noreply\r\n", "ERROR\r\n"),
+                s("lru_crawler crawl x\r\n", BADCLASS),
+                s("lru_crawler crawl 0\r\n", BADCLASS),
+                s("lru_crawler crawl 64\r\n", BADCLASS),
+                s("lru_crawler metadump 1,x\r\n", BADCLASS),
+                s("lru_crawler metadump 99\r\n", BADCLASS),
+                s("lru_crawler metadump 63\r\n", "END\r\n"),
+                s("lru_crawler tocrawl x\r\n", FORMAT),
+                s("lru_crawler sleep x\r\n", FORMAT),
+                s(
+                    "lru_crawler sleep 2000000\r\n",
+                    "CLIENT_ERROR sleep must be one second or less\r\n",
+                ),
+                s("lru_crawler sleep 100\r\n", "OK\r\n"),
+                s("lru_crawler tocrawl 0\r\n", "OK\r\n"),
+                s(
+                    "lru_crawler enable\r\n",
+                    "ERROR failed to start lru crawler thread\r\n",
+                ),
+            ],
+        ),
+        case(
+            "shutdown_not_enabled",
+            vec![
+                s("shutdown\r\n", SHUTDOWN_OFF),
+                s("shutdown graceful\r\n", SHUTDOWN_OFF),
+                s("shutdown now please\r\n", SHUTDOWN_OFF),
+            ],
+        ),
+        case(
+            "slabs_and_lru_arguments",
+            vec![
+                s("slabs\r\n", "ERROR\r\n"),
+                s("slabs foo\r\n", "ERROR\r\n"),
+                s("slabs reassign 1\r\n", "ERROR\r\n"),
+                s("slabs automove 3\r\n", "ERROR\r\n"),
+                s("slabs automove x\r\n", FORMAT),
+                s("slabs automove ratio\r\n", "ERROR\r\n"),
+                s("slabs automove 1\r\n", "OK\r\n"),
+                s("slabs automove 1 noreply\r\n", ""),
+                s("slabs automove ratio 0.8\r\n", "OK\r\n"),
+                s("lru\r\n", "ERROR\r\n"),
+                s("lru foo\r\n", "ERROR\r\n"),
+                s("lru tune x 40 0.2 2\r\n", "ERROR\r\n"),
+                s(
+                    "lru tune 50 50 0.1 2.0\r\n",
+                    "ERROR hot and warm pcts must not exceed 80\r\n",
+                ),
+                s(
+                    "lru tune 10 20 0 2.0\r\n",
+                    "ERROR hot/warm age factors must be greater than 0\r\n",
+                ),
+                s("lru tune 20 40 0.2 2.0\r\n", "OK\r\n"),
+                s("lru tune 20 40 0.2 2.0 noreply\r\n", ""),
+            ],
+        ),
+        case(
+            "disabled_features",
+            vec![
+                s("refresh_certs\r\n", "Error TLS not enabled\r\n"),
+                s("refresh_certs noreply\r\n", "Error TLS not enabled\r\n"),
+                s("extstore\r\n", "ERROR\r\n"),
+                s("misbehave\r\n", "ERROR\r\n"),
+                s("debugtime 1\r\n", "ERROR\r\n"),
+            ],
+        ),
+        case(
+            "http_get_closes",
+            vec![s("GET / HTTP/1.0\r\n", "").closes()],
+        ),
+        case(
+            "http_delete_closes",
+            vec![s("DELETE HTTP/1.1\r\n", "").closes()],
+        ),
+        case(
+            "http_post_with_headers_closes",
+            vec![s("POST /x HTTP/1.1\r\nHost: x\r\n", "").closes()],
+        ),
+        case(
+            "http_like_lines_that_do_not_close",
+            vec![
+                s("foo HTTPx\r\n", "ERROR\r\n"),
+                s("set a b HTTP/1.0\r\n", "ERROR\r\n"),
+                s("H HTTP/1.0\r\n", "ERROR\r\n"),
+                s("get / HTTP/1.0\r\n", "END\r\n"),
+            ],
+        ),
+        case(
+            "oversized_set_unlinks_the_old_item",
+            vec![
+                s("set {p}k 0 0 1\r\nx\r\n", "STORED\r\n"),
+                s(oversized_over_existing, format!("{TOO_LARGE}END\r\n")),
+            ],
+        ),
+        case(
+            "oversized_set_noreply_unlinks_silently",
+            vec![
+                s("set {p}k 0 0 1\r\nx\r\n", "STORED\r\n"),
+                s(oversized_noreply_over_existing, "END\r\n"),
+            ],
+        ),
+        case(
+            "oversized_append_keeps_the_old_item",
+            vec![
+                s("set {p}k 0 0 1\r\nx\r\n", "STORED\r\n"),
+                s(
+                    oversized_append,
+                    format!("{TOO_LARGE}VALUE {{p}}k 0 1\r\nx\r\nEND\r\n"),
+                ),
             ],
         ),
         case(

@@ -41,12 +41,12 @@ impl PeerProcess {
     }
 
     /// Starts `memcord peer <args>` with extra environment variables; adds `--port 0` unless a
-    /// port is given in `args`.
+    /// port is given in `args` (`--port` or memcached's `-p`).
     pub fn start_with_env(args: &[&str], env: &[(&str, &str)]) -> PeerProcess {
         let dir = tempfile::tempdir().expect("temp dir");
         let log_path = dir.path().join("peer.log");
         let mut full: Vec<&str> = vec!["peer"];
-        if !args.contains(&"--port") {
+        if !args.contains(&"--port") && !args.contains(&"-p") {
             full.extend(["--port", "0"]);
         }
         full.extend(args);

@@ -636,6 +636,10 @@ impl<S: Store> Coordinator for Eventual<S> {
     async fn stats_group(&self, group: &str) -> Option<Vec<(String, String)>> {
         (group == "cluster").then(|| sync::cluster_stats(&self.shared))
     }
+
+    async fn admin(&self, request: crate::protocol::StoreAdmin) -> Response {
+        super::store_admin(&*self.shared.store, &request).await
+    }
 }
 
 impl<S: Store> PeerService for Shared<S> {

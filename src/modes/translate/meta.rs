@@ -182,6 +182,7 @@ fn view(
         token_sent: hit.token_sent_before,
         won: hit.won,
         footprint: hit.item.footprint(key.len()),
+        class: crate::store::size_class(hit.item.footprint(key.len())),
     }
 }
 

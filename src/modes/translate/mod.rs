@@ -110,7 +110,9 @@ pub fn command_for(request: &Request, clock: &HybridClock) -> ReadOrWrite {
         | Request::Quit
         | Request::Fail
         | Request::Recover
-        | Request::Consistency(_) => ReadOrWrite::NotData,
+        | Request::Consistency(_)
+        | Request::Admin { .. }
+        | Request::Oversized { .. } => ReadOrWrite::NotData,
     }
 }
 

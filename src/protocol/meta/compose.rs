@@ -192,10 +192,7 @@ impl MetaReply {
         } else {
             b" fetch=no cls="
         });
-        put_u64(
-            out,
-            u64::from(super::size_class(item.footprint.max(item.value.len()))),
-        );
+        put_u64(out, u64::from(item.class));
         out.extend_from_slice(b" size=");
         put_u64(out, item.footprint as u64);
         out.extend_from_slice(b"\r\n");

@@ -57,8 +57,8 @@
 //! * `h` and `l` are each replica's own record of reads (not replicated), as memcached's are
 //!   per server; memcord updates the last-access time on every bumping read (memcached's
 //!   segmented LRU moves it only on the second hit).
-//! * `me` reports memcord's figures: `cls` is the size class of [`size_class`] and `size` the
-//!   key, value and per-item overhead the store charges. Its `exp` is memcached's: the TTL left,
+//! * `me` reports memcord's figures: `cls` is memcord's size class (the one `stats items`
+//!   reports) and `size` the key, value and per-item overhead the store charges. Its `exp` is memcached's: the TTL left,
 //!   negated (`exp=-30` for 30 seconds left), -1 for never.
 
 mod compose;
@@ -328,6 +328,8 @@ pub struct MetaItem {
     pub won: bool,
     /// Bytes the store charges for the item (`me`'s `size`).
     pub footprint: usize,
+    /// The item's size class (`me`'s `cls`).
+    pub class: u32,
 }
 
 /// A coordinator's answer to a meta command, composed by [`MetaReply::compose`].
@@ -343,19 +345,6 @@ pub struct MetaReply {
     pub flags: MetaFlags,
     /// The item, when the reply shows one (`mg` hit, `ma` success, `ms` stored: its cas id).
     pub item: Option<MetaItem>,
-}
-
-/// memcord's size class of an item of `total` bytes (key, value and overhead), for `me`'s
-/// `cls` and the `stats items`/`slabs` groups: class 1 holds up to 96 bytes and each class
-/// above holds up to 1.25 times more, as memcached's default slab classes grow.
-pub fn size_class(total: usize) -> u32 {
-    let mut class = 1;
-    let mut limit = 96.0f64;
-    while (total as f64) > limit && class < 63 {
-        limit *= 1.25;
-        class += 1;
-    }
-    class
 }
 
 /// Decodes a base64 key as memcached does: bytes outside the alphabet are skipped, padding is

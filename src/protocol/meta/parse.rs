@@ -4,8 +4,8 @@ use super::{
     decode_key, MetaArith, MetaDelete, MetaFlags, MetaGet, MetaSet, SetMode, MAX_OPAQUE_LEN,
 };
 use crate::protocol::line::{parse_i64, parse_u32, parse_u64, Line};
-use crate::protocol::parse::{AfterError, ParseOutcome, BAD_CHUNK, BAD_FORMAT, TOO_LARGE};
-use crate::protocol::{Level, Limits, Request, Response};
+use crate::protocol::parse::{AfterError, ParseOutcome, BAD_CHUNK, BAD_FORMAT};
+use crate::protocol::{Level, Limits, Request, Response, StoreOp};
 use bytes::Bytes;
 
 /// memcached's token array: 23 words, the 24th slot holds the rest of a longer line.
@@ -321,11 +321,17 @@ fn parse_set(tokens: &Tokens<'_>, line: Line<'_>, buf: &[u8], limits: &Limits) -
         return error_reply(OPAQUE_TOO_LONG, line.consumed, swallow);
     }
     if len > limits.max_value_len {
-        return ParseOutcome::Invalid {
-            reply: Response::ServerError(TOO_LARGE.to_owned()),
-            consumed: line.consumed,
-            after: swallow,
-        };
+        // memcached's mset unlinks the key's old item whatever the mode; its errors are
+        // never silenced.
+        return done(
+            Request::Oversized {
+                op: StoreOp::Set,
+                key: key_of(&mut parsed, raw),
+                swallow: len + 2,
+                noreply: false,
+            },
+            line.consumed,
+        );
     }
     let end = line.consumed + len + 2;
     if buf.len() < end {

@@ -194,14 +194,15 @@ fn errors_are_memcacheds_own() {
         "18 flags"
     );
     let too_large = format!("ms k {}\r\n", Limits::default().max_value_len + 1);
-    let (reply, after) = refused(&too_large);
     assert_eq!(
-        reply,
-        Response::ServerError("object too large for cache".into())
-    );
-    assert_eq!(
-        after,
-        AfterError::Swallow(Limits::default().max_value_len + 3)
+        request(&too_large),
+        Request::Oversized {
+            op: crate::protocol::StoreOp::Set,
+            key: Bytes::from_static(b"k"),
+            swallow: Limits::default().max_value_len + 3,
+            noreply: false,
+        },
+        "an oversized ms unlinks the key's old item, as memcached's does"
     );
 }
 
@@ -324,6 +325,7 @@ fn me_prints_memcacheds_fields() {
         idle_secs: 2,
         hit_before: true,
         footprint: 99,
+        class: 2,
         ..hit("v")
     };
     let reply = MetaReply {
@@ -337,16 +339,6 @@ fn me_prints_memcacheds_fields() {
         composed(reply),
         "ME foo exp=-30 la=2 cas=77 fetch=yes cls=2 size=99\r\n"
     );
-}
-
-#[test]
-fn size_classes_grow_by_a_quarter() {
-    assert_eq!(size_class(1), 1);
-    assert_eq!(size_class(96), 1);
-    assert_eq!(size_class(97), 2);
-    assert_eq!(size_class(120), 2);
-    assert_eq!(size_class(121), 3);
-    assert!(size_class(1 << 20) < 63);
 }
 
 #[test]

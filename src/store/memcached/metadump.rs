@@ -22,6 +22,21 @@ const MAX_LINE: usize = 4096;
 /// How many times a `BUSY` crawler is asked again.
 const BUSY_RETRIES: u32 = 50;
 
+/// One item as the backend's crawler lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct Listed {
+    /// The key, decoded.
+    pub key: Bytes,
+    /// `la=`: last access, unix seconds.
+    pub last_access: u64,
+    /// `fetch=yes`.
+    pub fetched: bool,
+    /// `cls=`: the backend's slab class.
+    pub class: u32,
+    /// `size=`: the backend item's total size (envelope and memcached's header included).
+    pub size: u64,
+}
+
 /// Every key the backend at `addr` holds, as it lists them; at most `limit` keys, the whole
 /// listing within `timeout`.
 pub(super) async fn list_keys(
@@ -29,10 +44,22 @@ pub(super) async fn list_keys(
     timeout: Duration,
     limit: usize,
 ) -> StoreResult<Vec<Bytes>> {
+    let listed = list_items(addr, "all", timeout, limit).await?;
+    Ok(listed.into_iter().map(|item| item.key).collect())
+}
+
+/// Every item of the classes `selection` names (`all`, `1,2`), as the backend at `addr`
+/// lists them; at most `limit`, the whole listing within `timeout`.
+pub(super) async fn list_items(
+    addr: &str,
+    selection: &str,
+    timeout: Duration,
+    limit: usize,
+) -> StoreResult<Vec<Listed>> {
     let deadline = Instant::now() + timeout;
     tokio::time::timeout_at(deadline, async {
         for attempt in 0..=BUSY_RETRIES {
-            match dump_once(addr, limit).await? {
+            match dump_once(addr, selection, limit).await? {
                 Some(keys) => return Ok(keys),
                 None => {
                     tracing::debug!(attempt, "lru_crawler busy; asking again");
@@ -46,15 +73,15 @@ pub(super) async fn list_keys(
     .map_err(|_| StoreError::Timeout)?
 }
 
-/// One `lru_crawler metadump all`; `None` when the crawler is busy.
-async fn dump_once(addr: &str, limit: usize) -> StoreResult<Option<Vec<Bytes>>> {
+/// One `lru_crawler metadump <selection>`; `None` when the crawler is busy.
+async fn dump_once(addr: &str, selection: &str, limit: usize) -> StoreResult<Option<Vec<Listed>>> {
     let io = |e: std::io::Error| StoreError::Protocol(format!("metadump: {e}"));
     let stream = TcpStream::connect(addr)
         .await
         .map_err(|_| StoreError::Unavailable)?;
     let (read, mut write) = stream.into_split();
     write
-        .write_all(b"lru_crawler metadump all\r\n")
+        .write_all(format!("lru_crawler metadump {selection}\r\n").as_bytes())
         .await
         .map_err(io)?;
     let mut reader = BufReader::new(read);
@@ -84,6 +111,10 @@ async fn dump_once(addr: &str, limit: usize) -> StoreResult<Option<Vec<Bytes>>> 
         if text.starts_with(b"BUSY") {
             return Ok(None);
         }
+        if text.starts_with(b"NOTSTARTED") {
+            // Nothing in the named classes.
+            return Ok(Some(keys));
+        }
         if text.starts_with(b"ERROR")
             || text.starts_with(b"CLIENT_ERROR")
             || text.starts_with(b"SERVER_ERROR")
@@ -93,7 +124,7 @@ async fn dump_once(addr: &str, limit: usize) -> StoreResult<Option<Vec<Bytes>>> 
                 String::from_utf8_lossy(text)
             )));
         }
-        let Some(key) = parse_key(text) else {
+        let Some(key) = parse_listed(text) else {
             return Err(StoreError::Protocol(format!(
                 "metadump: unexpected line {:?}",
                 String::from_utf8_lossy(text)
@@ -113,6 +144,32 @@ fn parse_key(line: &[u8]) -> Option<Bytes> {
     let field = line.split(|&b| b == b' ').next()?;
     let encoded = field.strip_prefix(b"key=")?;
     uri_decode(encoded).map(Bytes::from)
+}
+
+/// One metadump line: the key and the fields memcord passes on (missing ones read as 0).
+fn parse_listed(line: &[u8]) -> Option<Listed> {
+    let mut listed = Listed {
+        key: parse_key(line)?,
+        last_access: 0,
+        fetched: false,
+        class: 0,
+        size: 0,
+    };
+    for field in line.split(|&b| b == b' ').skip(1) {
+        let Some(eq) = field.iter().position(|&b| b == b'=') else {
+            continue;
+        };
+        let (name, value) = (&field[..eq], &field[eq + 1..]);
+        let number = || std::str::from_utf8(value).ok()?.parse::<u64>().ok();
+        match name {
+            b"la" => listed.last_access = number().unwrap_or(0),
+            b"fetch" => listed.fetched = value == b"yes",
+            b"cls" => listed.class = number().and_then(|c| u32::try_from(c).ok()).unwrap_or(0),
+            b"size" => listed.size = number().unwrap_or(0),
+            _ => {}
+        }
+    }
+    Some(listed)
 }
 
 /// Undoes memcached's uri encoding (`%XX` for bytes outside the unreserved set).
@@ -143,6 +200,21 @@ mod tests {
         assert_eq!(
             parse_key(b"key=plain exp=0"),
             Some(Bytes::from_static(b"plain"))
+        );
+    }
+
+    #[test]
+    fn listed_fields_are_read() {
+        let line = b"key=a%2Fb exp=-1 la=1700000000 cas=5 fetch=yes cls=7 size=361";
+        assert_eq!(
+            parse_listed(line),
+            Some(Listed {
+                key: Bytes::from_static(b"a/b"),
+                last_access: 1_700_000_000,
+                fetched: true,
+                class: 7,
+                size: 361,
+            })
         );
     }
 

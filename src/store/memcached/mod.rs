@@ -27,6 +27,7 @@
 //! `stats` reports the backend's own `curr_items`, `bytes`, `evictions`, `reclaimed` and
 //! `limit_maxbytes` (all zero when the backend cannot be asked).
 
+mod admin;
 mod connection;
 pub mod envelope;
 mod instance;
@@ -334,16 +335,28 @@ fn too_large_counter() -> StoreError {
     StoreError::Protocol("backend refused a small item as too large".into())
 }
 
+/// Seconds the backend keeps an item past memcord's own expiry of it.
+///
+/// memcached's clock is not the wall clock: it counts whole seconds of the *monotonic*
+/// clock since its start (`current_time`, advanced by a once-a-second timer) on top of the
+/// wall second it started in, so its idea of the current unix second runs up to a second
+/// ahead of (or behind) `time()`, depending on the phase the two clocks had at its start.
+/// Handed memcord's exact absolute expiry, a backend ahead of the wall clock took a 1 s item
+/// as already expired and a `touch` or `gat` right after the `set` found nothing (3 in 60
+/// tries). memcord decides expiry itself from the envelope, so the backend only needs to
+/// free the memory eventually: it gets the expiry two seconds later.
+pub(crate) const BACKEND_EXPIRY_SLACK: u64 = 2;
+
 /// The backend exptime for an absolute expiry: 0 never, -1 already dead (memcached stores it
-/// and never shows it), otherwise the absolute unix time (memcached reads values above 30 days
-/// as absolute).
+/// and never shows it), otherwise the absolute unix time plus [`BACKEND_EXPIRY_SLACK`]
+/// (memcached reads values above 30 days as absolute).
 fn backend_exptime(expires_at: ExpiresAt, now_secs: u64) -> i64 {
     if expires_at.is_never() {
         0
     } else if expires_at.is_expired(now_secs) {
         -1
     } else {
-        i64::try_from(expires_at.0).unwrap_or(i64::MAX)
+        i64::try_from(expires_at.0.saturating_add(BACKEND_EXPIRY_SLACK)).unwrap_or(i64::MAX)
     }
 }
 

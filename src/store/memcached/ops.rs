@@ -2,7 +2,7 @@
 
 use super::{store_request, touched, unexpected, written, MemcachedStore, Written};
 use crate::clock::{unix_ms, unix_secs, Timestamp};
-use crate::protocol::{Request, Response, StoreOp};
+use crate::protocol::{Request, Response, StoreAdmin, StoreOp};
 use crate::store::{
     Access, ArithOutcome, Change, ExpiresAt, Item, Store, StoreError, StoreOutcome, StoreResult,
     StoreStats,
@@ -264,6 +264,10 @@ impl Store for MemcachedStore {
         self.flushes.pending(unix_ms())
     }
 
+    async fn admin(&self, request: &StoreAdmin) -> StoreResult<Response> {
+        self.admin_reply(request).await
+    }
+
     async fn stats(&self) -> StoreStats {
         let Ok(Response::Stats(lines)) = self.pool.call(Request::Stats { group: None }).await
         else {
@@ -287,7 +291,7 @@ impl Store for MemcachedStore {
 
 #[cfg(test)]
 mod tests {
-    use super::super::{backend_exptime, envelope};
+    use super::super::{backend_exptime, envelope, BACKEND_EXPIRY_SLACK};
     use super::*;
 
     #[test]
@@ -296,7 +300,12 @@ mod tests {
         assert_eq!(backend_exptime(ExpiresAt::NEVER, now), 0);
         assert_eq!(backend_exptime(ExpiresAt::EXPIRED, now), -1);
         assert_eq!(backend_exptime(ExpiresAt(now), now), -1);
-        assert_eq!(backend_exptime(ExpiresAt(now + 5), now), (now + 5) as i64);
+        // Never earlier than memcord's own expiry by a clock a second ahead of the wall.
+        assert_eq!(
+            backend_exptime(ExpiresAt(now + 5), now),
+            (now + 5 + BACKEND_EXPIRY_SLACK) as i64
+        );
+        assert!(backend_exptime(ExpiresAt(now + 1), now) > (now + 2) as i64);
     }
 
     #[test]

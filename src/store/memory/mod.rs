@@ -9,6 +9,8 @@
 //! operation that meets them (counted in `reclaimed`); an immediate `flush_all` also frees
 //! their memory at once, a delayed one is checked lazily (see [`flush`]).
 
+mod admin;
+pub(crate) mod classes;
 pub(crate) mod flush;
 mod shard;
 
@@ -19,8 +21,10 @@ use super::{
     StoreOutcome, StoreResult, StoreStats, ITEM_OVERHEAD,
 };
 use crate::clock::{unix_ms, Timestamp};
+use crate::protocol::{Response, StoreAdmin};
 use bytes::{Bytes, BytesMut};
 use parking_lot::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 /// memcached's default memory limit (`-m 64`).
 pub const DEFAULT_LIMIT_BYTES: usize = 64 * 1024 * 1024;
@@ -83,7 +87,8 @@ pub struct MemoryStore {
     shards: Box<[Padded]>,
     mask: usize,
     max_item_size: usize,
-    limit_bytes: usize,
+    /// The memory limit (changed by `cache_memlimit`).
+    limit_bytes: AtomicUsize,
     flushes: FlushSchedule,
 }
 
@@ -104,7 +109,7 @@ impl MemoryStore {
                 .collect(),
             mask: count - 1,
             max_item_size: config.max_item_size,
-            limit_bytes: config.limit_bytes,
+            limit_bytes: AtomicUsize::new(config.limit_bytes),
             flushes: FlushSchedule::default(),
         }
     }
@@ -402,9 +407,13 @@ impl Store for MemoryStore {
         self.flushes.pending(unix_ms())
     }
 
+    async fn admin(&self, request: &StoreAdmin) -> StoreResult<Response> {
+        Ok(self.admin_reply(request))
+    }
+
     async fn stats(&self) -> StoreStats {
         let mut stats = StoreStats {
-            limit_maxbytes: self.limit_bytes as u64,
+            limit_maxbytes: self.limit_bytes.load(Ordering::Relaxed) as u64,
             ..StoreStats::default()
         };
         for shard in self.shards.iter() {

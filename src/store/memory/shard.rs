@@ -4,7 +4,9 @@
 //! flushed) are invisible: the first operation that meets one removes it and counts it as
 //! reclaimed.
 
+use super::classes::Classes;
 use super::flush::Now;
+use crate::clock::unix_secs;
 use crate::store::{Access, Change, Item};
 use bytes::Bytes;
 use lru::LruCache;
@@ -52,6 +54,8 @@ pub(super) struct Shard {
     pub(super) evictions: u64,
     /// Dead items removed.
     pub(super) reclaimed: u64,
+    /// Items and their counters by size class.
+    pub(super) classes: Classes,
 }
 
 /// Looked up under the lock: a live item, nothing, or a dead item that was just removed.
@@ -71,7 +75,25 @@ impl Shard {
             limit,
             evictions: 0,
             reclaimed: 0,
+            classes: Classes::default(),
         }
+    }
+
+    /// Changes this shard's share of the memory limit, evicting down to it.
+    pub(super) fn set_limit(&mut self, limit: usize, now: &Now) {
+        self.limit = limit;
+        self.evict(now);
+    }
+
+    /// Every item, live or not, with its access record at `now`, most recently used first
+    /// (as memcached's cachedump walks).
+    pub(super) fn items<'a>(
+        &'a self,
+        now: &'a Now,
+    ) -> impl Iterator<Item = (&'a Bytes, &'a Item, Access)> + 'a {
+        self.map
+            .iter()
+            .map(move |(key, slot)| (key, &slot.item, slot.access(now)))
     }
 
     /// Items held (dead ones not yet reclaimed included, as memcached counts them).
@@ -210,7 +232,10 @@ impl Shard {
         if bump {
             slot.bump(now);
         }
-        self.used = self.used + slot.item.footprint(key_len) - old.footprint(key_len);
+        let (new_footprint, old_footprint) = (slot.item.footprint(key_len), old.footprint(key_len));
+        self.used = self.used + new_footprint - old_footprint;
+        self.classes.removed(old_footprint);
+        self.classes.added(new_footprint);
         self.evict(now);
     }
 
@@ -229,9 +254,13 @@ impl Shard {
             return;
         }
         let key_len = key.len();
-        self.used += item.footprint(key_len);
+        let footprint = item.footprint(key_len);
+        self.used += footprint;
+        self.classes.added(footprint);
         if let Some(old) = self.map.put(key, Slot::new(item, now)) {
-            self.used -= old.item.footprint(key_len);
+            let old_footprint = old.item.footprint(key_len);
+            self.used -= old_footprint;
+            self.classes.removed(old_footprint);
         }
         self.evict(now);
     }
@@ -240,8 +269,9 @@ impl Shard {
     pub(super) fn remove_live(&mut self, key: &[u8], now: &Now) -> bool {
         match self.remove(key).map(|slot| slot.item) {
             Some(item) if now.is_live(&item) => true,
-            Some(_) => {
+            Some(item) => {
                 self.reclaimed += 1;
+                self.classes.reclaimed(item.footprint(key.len()));
                 false
             }
             None => false,
@@ -274,18 +304,22 @@ impl Shard {
     pub(super) fn clear(&mut self) {
         self.map.clear();
         self.used = 0;
+        self.classes.clear_items();
     }
 
     fn remove(&mut self, key: &[u8]) -> Option<Slot> {
         let slot = self.map.pop(key)?;
-        self.used -= slot.item.footprint(key.len());
+        let footprint = slot.item.footprint(key.len());
+        self.used -= footprint;
+        self.classes.removed(footprint);
         Some(slot)
     }
 
     #[cold]
     fn reclaim(&mut self, key: &[u8]) {
-        if self.remove(key).is_some() {
+        if let Some(slot) = self.remove(key) {
             self.reclaimed += 1;
+            self.classes.reclaimed(slot.item.footprint(key.len()));
         }
     }
 
@@ -295,11 +329,19 @@ impl Shard {
             let Some((key, slot)) = self.map.pop_lru() else {
                 break;
             };
-            self.used -= slot.item.footprint(key.len());
-            if now.is_live(&slot.item) {
+            let item = slot.item;
+            let footprint = item.footprint(key.len());
+            self.used -= footprint;
+            self.classes.removed(footprint);
+            if now.is_live(&item) {
                 self.evictions += 1;
+                let written = item.version.physical_ms() / 1000;
+                let age = unix_secs().saturating_sub(written);
+                self.classes
+                    .evicted(footprint, !item.expires_at.is_never(), age);
             } else {
                 self.reclaimed += 1;
+                self.classes.reclaimed(footprint);
             }
         }
     }
