@@ -3,9 +3,9 @@
 
 mod common;
 
+use common::clients::{libmemcached_tool, memcapable_passes, rust_memcache_crate_at, Protocol};
 use common::memcached::MemcachedProcess;
 use common::peer::PeerProcess;
-use common::clients::{libmemcached_tool, memcapable_passes, rust_memcache_crate_at, Protocol};
 use std::process::Command;
 
 /// A peer in front of a fresh real memcached (returned too, to keep it alive).

@@ -33,7 +33,10 @@ fn the_harness_normalises_only_what_servers_choose() {
     );
     let got = run(memcached.addr(), &session, "h1_");
     let reply = String::from_utf8(got[1].clone()).unwrap();
-    assert!(reply.starts_with("VA 2 c") && reply.ends_with(" t100\r\nhi\r\n"), "{reply}");
+    assert!(
+        reply.starts_with("VA 2 c") && reply.ends_with(" t100\r\nhi\r\n"),
+        "{reply}"
+    );
     // Another cas id and a TTL a second apart are the same answer …
     let other_cas = vec![got[0].clone(), b"VA 2 c987654321 t99\r\nhi\r\n".to_vec()];
     assert!(differences(&session, &got, &other_cas).is_empty());

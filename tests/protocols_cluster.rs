@@ -68,7 +68,10 @@ fn eventual_peer_speaks_every_protocol() {
 }
 
 /// One binary request and its reply.
-fn binary_call(stream: &mut TcpStream, request: &BinaryRequest) -> memcord::protocol::binary::BinaryResponse {
+fn binary_call(
+    stream: &mut TcpStream,
+    request: &BinaryRequest,
+) -> memcord::protocol::binary::BinaryResponse {
     let mut out = bytes::BytesMut::new();
     compose_request(request, &mut out);
     stream.write_all(&out).expect("write");
@@ -112,7 +115,8 @@ fn linearizable_binary_increments_and_meta_cas_loops_lose_nothing() {
             std::thread::spawn(move || {
                 let mut stream = connect(addr);
                 for _ in 0..INCREMENTS {
-                    let incr = BinaryRequest::arith(Opcode::Increment, b"counter".to_vec(), 1, 0, 0);
+                    let incr =
+                        BinaryRequest::arith(Opcode::Increment, b"counter".to_vec(), 1, 0, 0);
                     let reply = binary_call(&mut stream, &incr);
                     assert_eq!(reply.status, Status::Success, "{reply:?}");
                 }
@@ -164,9 +168,8 @@ fn linearizable_binary_increments_and_meta_cas_loops_lose_nothing() {
                         .unwrap_or_else(|| panic!("no cas in {line:?}"));
                     let value: u64 = data.trim_end().parse().unwrap();
                     let next = (value + 1).to_string();
-                    client.send(
-                        format!("ms casloop {} C{cas}\r\n{next}\r\n", next.len()).as_bytes(),
-                    );
+                    client
+                        .send(format!("ms casloop {} C{cas}\r\n{next}\r\n", next.len()).as_bytes());
                     let answer = client.read_until(b"\r\n");
                     match &answer[..] {
                         b"HD\r\n" => done += 1,
@@ -178,12 +181,18 @@ fn linearizable_binary_increments_and_meta_cas_loops_lose_nothing() {
             })
         })
         .collect();
-    let conflicts: u64 = loopers.into_iter().map(|l| l.join().expect("cas loop")).sum();
+    let conflicts: u64 = loopers
+        .into_iter()
+        .map(|l| l.join().expect("cas loop"))
+        .sum();
     for &addr in &addrs {
         let mut client = common::peer::RawClient::connect(addr);
         client.send(b"mg casloop v\r\n");
         let expected = (LOOPERS as u64 * UPDATES).to_string();
         client.expect(format!("VA {}\r\n{expected}\r\n", expected.len()).as_bytes());
     }
-    println!("meta cas loops: {} updates, {conflicts} conflicts retried", LOOPERS as u64 * UPDATES);
+    println!(
+        "meta cas loops: {} updates, {conflicts} conflicts retried",
+        LOOPERS as u64 * UPDATES
+    );
 }

@@ -2,8 +2,8 @@
 
 use super::report::{Report, Tally};
 use super::workload::{Chooser, Op, Workload, MAX_VALUE_SIZE};
-use super::{BenchError, Plan};
 use super::Protocol;
+use super::{BenchError, Plan};
 use crate::protocol::binary::{
     self, compose_request as compose_binary, BinaryRequest, BinaryResponseParse, Opcode,
 };
@@ -69,7 +69,11 @@ enum Fate {
 }
 
 impl Conn {
-    async fn open(addr: SocketAddr, timeout: Duration, protocol: Protocol) -> std::io::Result<Conn> {
+    async fn open(
+        addr: SocketAddr,
+        timeout: Duration,
+        protocol: Protocol,
+    ) -> std::io::Result<Conn> {
         let mut conn = Conn {
             addr,
             stream: None,
@@ -188,7 +192,7 @@ fn compose(protocol: Protocol, op: Op, key: usize, workload: &Workload, out: &mu
             noreply: false,
         }
         .compose(out),
-        (Protocol::Meta, Op::Get) => Request::MetaGet(MetaGet {
+        (Protocol::Meta, Op::Get) => Request::MetaGet(Box::new(MetaGet {
             key,
             value: true,
             no_bump: false,
@@ -196,9 +200,9 @@ fn compose(protocol: Protocol, op: Op, key: usize, workload: &Workload, out: &mu
             vivify: None,
             recache: None,
             flags: MetaFlags::with_letters(b"fv"),
-        })
+        }))
         .compose(out),
-        (Protocol::Meta, Op::Set) => Request::MetaSet(MetaSet {
+        (Protocol::Meta, Op::Set) => Request::MetaSet(Box::new(MetaSet {
             key,
             value: workload.value(),
             mode: SetMode::Set,
@@ -207,7 +211,7 @@ fn compose(protocol: Protocol, op: Op, key: usize, workload: &Workload, out: &mu
             client_flags: 0,
             exptime: 0,
             flags: MetaFlags::new(),
-        })
+        }))
         .compose(out),
         (Protocol::Binary, Op::Get) => compose_binary(&BinaryRequest::keyed(Opcode::Get, key), out),
         (Protocol::Binary, Op::Set) => compose_binary(

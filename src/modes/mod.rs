@@ -11,7 +11,9 @@ mod translate;
 pub use eventual::{Eventual, EventualConfig};
 pub use ordered::{Ordered, ReadPolicy};
 pub use standalone::Standalone;
-pub use translate::{command_for, escalated_response, meta_read, response_for, MetaRead, ReadOrWrite};
+pub use translate::{
+    command_for, escalated_response, meta_read, response_for, MetaRead, ReadOrWrite,
+};
 
 use crate::protocol::{Level, Request, Response, StoreAdmin};
 use std::future::Future;

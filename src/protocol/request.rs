@@ -224,19 +224,20 @@ pub enum Request {
     /// ```text
     /// mg <key> <flags>*\r\n
     /// ```
-    MetaGet(MetaGet),
+    /// (The meta commands are boxed: they are larger than every classic request.)
+    MetaGet(Box<MetaGet>),
     /// ```text
     /// ms <key> <datalen> <flags>*\r\n<data>\r\n
     /// ```
-    MetaSet(MetaSet),
+    MetaSet(Box<MetaSet>),
     /// ```text
     /// md <key> <flags>*\r\n
     /// ```
-    MetaDelete(MetaDelete),
+    MetaDelete(Box<MetaDelete>),
     /// ```text
     /// ma <key> <flags>*\r\n
     /// ```
-    MetaArith(MetaArith),
+    MetaArith(Box<MetaArith>),
     /// ```text
     /// mn\r\n
     /// ```
@@ -279,6 +280,28 @@ pub enum Request {
 }
 
 impl Request {
+    /// The key of a meta command.
+    pub fn meta_key_mut(&mut self) -> Option<&mut Bytes> {
+        match self {
+            Request::MetaGet(get) => Some(&mut get.key),
+            Request::MetaSet(set) => Some(&mut set.key),
+            Request::MetaDelete(delete) => Some(&mut delete.key),
+            Request::MetaArith(arith) => Some(&mut arith.key),
+            _ => None,
+        }
+    }
+
+    /// The flags of a meta command.
+    pub fn meta_flags(&self) -> Option<&super::meta::MetaFlags> {
+        match self {
+            Request::MetaGet(get) => Some(&get.flags),
+            Request::MetaSet(set) => Some(&set.flags),
+            Request::MetaDelete(delete) => Some(&delete.flags),
+            Request::MetaArith(arith) => Some(&arith.flags),
+            _ => None,
+        }
+    }
+
     /// Whether the client asked for no reply.
     pub fn noreply(&self) -> bool {
         match self {

@@ -49,8 +49,9 @@ pub enum Response {
     ClientError(String),
     /// `SERVER_ERROR <reason>\r\n`: the request was valid but cannot be served.
     ServerError(String),
-    /// A meta command's reply, composed by the server ([`MetaReply::compose`]).
-    Meta(MetaReply),
+    /// A meta command's reply, composed by the server ([`MetaReply::compose`]); boxed, so the
+    /// classic replies stay small.
+    Meta(Box<MetaReply>),
     /// A meta reply as a client parsed it (any code; see [`MetaLine`]).
     MetaLine(MetaLine),
     /// `MN\r\n` (reply to `mn`).

@@ -8,7 +8,7 @@
 
 use super::WriteRule;
 use crate::clock::Timestamp;
-use crate::store::{parse_counter, apply_arith, Access, Change, ExpiresAt, Item};
+use crate::store::{apply_arith, parse_counter, Access, Change, ExpiresAt, Item};
 use bytes::{Bytes, BytesMut};
 use serde::{Deserialize, Serialize};
 
@@ -314,7 +314,8 @@ mod tests {
             stale: true,
             ..item(b"v", 1)
         };
-        let Change::Modify(claimed, MetaOutcome::Hit(hit)) = get(seen(&stale), None, None, None, ts(2))
+        let Change::Modify(claimed, MetaOutcome::Hit(hit)) =
+            get(seen(&stale), None, None, None, ts(2))
         else {
             panic!("the first reader of a stale item claims its token");
         };
@@ -345,9 +346,13 @@ mod tests {
         let current = item(b"new", 10);
         let fresh = item(b"old", 11);
         let older = ts(5).as_u64();
-        let Change::Replace(stored, MetaOutcome::Stored { .. }) =
-            set(seen(&current), WriteRule::Cas(older), fresh.clone(), None, true)
-        else {
+        let Change::Replace(stored, MetaOutcome::Stored { .. }) = set(
+            seen(&current),
+            WriteRule::Cas(older),
+            fresh.clone(),
+            None,
+            true,
+        ) else {
             panic!("an older cas with I stores");
         };
         assert!(stored.stale);

@@ -52,7 +52,7 @@ fn work(request: &BinaryRequest) -> Work {
     let cas = (request.cas != 0).then_some(request.cas);
     let extras = request.decode_extras().unwrap_or(Extras::None);
     let get = |touch: Option<i64>| {
-        Work::Data(Request::MetaGet(MetaGet {
+        Work::Data(Request::MetaGet(Box::new(MetaGet {
             key: key.clone(),
             value: true,
             no_bump: false,
@@ -60,7 +60,7 @@ fn work(request: &BinaryRequest) -> Work {
             vivify: None,
             recache: None,
             flags: flags(if touch.is_some() { b"vfcT" } else { b"vfc" }),
-        }))
+        })))
     };
     let set = |mode: SetMode, client_flags: u32, exptime: i64| {
         // A cas in the header makes set, add and replace a compare-and-swap (memcached's
@@ -69,7 +69,7 @@ fn work(request: &BinaryRequest) -> Work {
             (SetMode::Add | SetMode::Replace, Some(_)) => SetMode::Set,
             (mode, _) => mode,
         };
-        Work::Data(Request::MetaSet(MetaSet {
+        Work::Data(Request::MetaSet(Box::new(MetaSet {
             key: key.clone(),
             value: request.value.clone(),
             mode,
@@ -78,7 +78,7 @@ fn work(request: &BinaryRequest) -> Work {
             client_flags,
             exptime,
             flags: flags(b"c"),
-        }))
+        })))
     };
     match (request.opcode.loud(), extras) {
         (Opcode::Get | Opcode::GetK, _) => get(None),
@@ -92,13 +92,13 @@ fn work(request: &BinaryRequest) -> Work {
         }
         (Opcode::Append, _) => set(SetMode::Append, 0, 0),
         (Opcode::Prepend, _) => set(SetMode::Prepend, 0, 0),
-        (Opcode::Delete, _) => Work::Data(Request::MetaDelete(MetaDelete {
+        (Opcode::Delete, _) => Work::Data(Request::MetaDelete(Box::new(MetaDelete {
             key,
             compare_cas: cas,
             invalidate: false,
             touch: None,
             flags: flags(b""),
-        })),
+        }))),
         (
             op @ (Opcode::Increment | Opcode::Decrement),
             Extras::Arith {
@@ -106,7 +106,7 @@ fn work(request: &BinaryRequest) -> Work {
                 initial,
                 exptime: e,
             },
-        ) => Work::Data(Request::MetaArith(MetaArith {
+        ) => Work::Data(Request::MetaArith(Box::new(MetaArith {
             key,
             incr: op == Opcode::Increment,
             delta,
@@ -116,7 +116,7 @@ fn work(request: &BinaryRequest) -> Work {
             touch: None,
             value: true,
             flags: flags(if e != ARITH_NO_CREATE { b"vcNJ" } else { b"vc" }),
-        })),
+        }))),
         (Opcode::Flush, Extras::Flush { exptime: e }) => {
             Work::Local(Local::Flush(e.map_or(0, exptime)))
         }
@@ -159,7 +159,10 @@ fn frame(request: &BinaryRequest, reply: &Response) -> BinaryResponse {
 fn framed_meta(request: &BinaryRequest, loud: Opcode, meta: &MetaReply) -> BinaryResponse {
     let item = meta.item.as_ref();
     match (loud, meta.status) {
-        (Opcode::Get | Opcode::GetK | Opcode::Touch | Opcode::Gat | Opcode::GatK, MetaStatus::Found) => {
+        (
+            Opcode::Get | Opcode::GetK | Opcode::Touch | Opcode::Gat | Opcode::GatK,
+            MetaStatus::Found,
+        ) => {
             let item = item.cloned().unwrap_or_default();
             BinaryResponse::hit(request, item.client_flags, item.value, item.cas)
         }

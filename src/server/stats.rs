@@ -118,7 +118,8 @@ impl Tally {
                 set.compare_cas.is_some()
                     && matches!(
                         set.mode,
-                        crate::protocol::meta::SetMode::Set | crate::protocol::meta::SetMode::Replace
+                        crate::protocol::meta::SetMode::Set
+                            | crate::protocol::meta::SetMode::Replace
                     ),
             ),
             Request::MetaDelete(_) => Tally::MetaDelete,

@@ -132,4 +132,3 @@ pub fn memcapable_passes(port: u16) -> usize {
     );
     passed
 }
-

@@ -133,7 +133,9 @@ pub fn run(addr: SocketAddr, session: &Session, prefix: &str) -> Transcript {
         let reply = if step.closes {
             read_to_close(&mut stream)
         } else {
-            stream.write_all(&sentinel(session.wire, index)).expect("write");
+            stream
+                .write_all(&sentinel(session.wire, index))
+                .expect("write");
             read_to_sentinel(&mut stream, session.wire, index)
         }
         .unwrap_or_else(|why| {
@@ -161,8 +163,8 @@ fn sentinel(wire: Wire, step: usize) -> Vec<u8> {
         Wire::Text => format!("mg {SENTINEL_KEY} k O{step}\r\n").into_bytes(),
         // magic 0x80, opcode noop (0x0a), everything else zero, opaque 0xfeedface.
         Wire::Binary => vec![
-            0x80, 0x0a, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xfe, 0xed, 0xfa, 0xce, 0, 0, 0, 0, 0, 0,
-            0, 0,
+            0x80, 0x0a, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xfe, 0xed, 0xfa, 0xce, 0, 0, 0, 0, 0, 0, 0,
+            0,
         ],
     }
 }
@@ -179,11 +181,17 @@ fn read_to_sentinel(stream: &mut TcpStream, wire: Wire, step: usize) -> Result<V
         let left = deadline
             .checked_duration_since(Instant::now())
             .ok_or_else(|| format!("no sentinel after {}", show(&got)))?;
-        stream.set_read_timeout(Some(left.max(Duration::from_millis(1)))).ok();
+        stream
+            .set_read_timeout(Some(left.max(Duration::from_millis(1))))
+            .ok();
         match stream.read(&mut buf) {
             Ok(0) => return Err(format!("closed before the sentinel after {}", show(&got))),
             Ok(n) => got.extend_from_slice(&buf[..n]),
-            Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {}
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) => {}
             Err(e) => return Err(format!("read: {e}")),
         }
     }
@@ -224,11 +232,17 @@ fn read_to_close(stream: &mut TcpStream) -> Result<Vec<u8>, String> {
         let left = deadline
             .checked_duration_since(Instant::now())
             .ok_or_else(|| format!("not closed after {}", show(&got)))?;
-        stream.set_read_timeout(Some(left.max(Duration::from_millis(1)))).ok();
+        stream
+            .set_read_timeout(Some(left.max(Duration::from_millis(1))))
+            .ok();
         match stream.read(&mut buf) {
             Ok(0) => return Ok(got),
             Ok(n) => got.extend_from_slice(&buf[..n]),
-            Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {}
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) => {}
             // A reset is a close too.
             Err(_) => return Ok(got),
         }
@@ -391,8 +405,7 @@ fn same_text(expected: &[u8], got: &[u8]) -> Result<(), String> {
         }
         let value_line = words_a.first() == Some(&&b"VALUE"[..]);
         for (i, (wa, wb)) in words_a.iter().zip(&words_b).enumerate() {
-            if wa == wb || (value_line && i == 4 && number(wa).is_some() && number(wb).is_some())
-            {
+            if wa == wb || (value_line && i == 4 && number(wa).is_some() && number(wb).is_some()) {
                 continue;
             }
             if !same_word(wa, wb) {
@@ -407,11 +420,9 @@ fn same_text(expected: &[u8], got: &[u8]) -> Result<(), String> {
 fn same_word(a: &[u8], b: &[u8]) -> bool {
     let a = a.strip_suffix(b"\r").unwrap_or(a);
     let b = b.strip_suffix(b"\r").unwrap_or(b);
-    let numeric_after = |prefix: &[u8]| {
-        match (a.strip_prefix(prefix), b.strip_prefix(prefix)) {
-            (Some(x), Some(y)) => Some((signed(x)?, signed(y)?)),
-            _ => None,
-        }
+    let numeric_after = |prefix: &[u8]| match (a.strip_prefix(prefix), b.strip_prefix(prefix)) {
+        (Some(x), Some(y)) => Some((signed(x)?, signed(y)?)),
+        _ => None,
     };
     for any in [&b"c"[..], b"cas=", b"l", b"la=", b"cls=", b"size="] {
         if numeric_after(any).is_some() {

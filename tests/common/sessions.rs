@@ -336,7 +336,13 @@ fn get(opcode: Opcode, key: &str, opaque: u32) -> BinaryRequest {
 }
 
 fn store(opcode: Opcode, key: &str, value: &str, flags: u32, exptime: u32) -> BinaryRequest {
-    BinaryRequest::store(opcode, key.as_bytes().to_vec(), flags, exptime, value.as_bytes().to_vec())
+    BinaryRequest::store(
+        opcode,
+        key.as_bytes().to_vec(),
+        flags,
+        exptime,
+        value.as_bytes().to_vec(),
+    )
 }
 
 fn f(frames: Vec<BinaryRequest>) -> Step {
@@ -355,7 +361,11 @@ fn binary_sessions() -> Vec<Session> {
                 f(vec![get(GetQ, "{p}a", 3), get(GetKQ, "{p}a", 4)]),
                 f(vec![store(Set, "{p}a", "hello", 0xdead_beef, 0)]),
                 f(vec![get(Get, "{p}a", 5), get(GetK, "{p}a", 6)]),
-                f(vec![get(GetQ, "{p}a", 7), get(GetKQ, "{p}a", 8), get(GetKQ, "{p}zz", 9)]),
+                f(vec![
+                    get(GetQ, "{p}a", 7),
+                    get(GetKQ, "{p}a", 8),
+                    get(GetKQ, "{p}zz", 9),
+                ]),
             ],
         ),
         binary(
@@ -366,12 +376,34 @@ fn binary_sessions() -> Vec<Session> {
                 f(vec![store(Replace, "{p}b", "x", 0, 0)]),
                 f(vec![store(Replace, "{p}a", "three", 3, 0)]),
                 f(vec![get(Get, "{p}a", 1)]),
-                f(vec![store(SetQ, "{p}c", "q", 0, 0), store(AddQ, "{p}c", "q", 0, 0)]),
-                f(vec![store(ReplaceQ, "{p}d", "q", 0, 0), store(ReplaceQ, "{p}c", "r", 0, 0)]),
-                f(vec![BinaryRequest::concat(Append, b"{p}a".to_vec(), b"+a".to_vec())]),
-                f(vec![BinaryRequest::concat(Prepend, b"{p}a".to_vec(), b"p+".to_vec())]),
-                f(vec![BinaryRequest::concat(AppendQ, b"{p}zz".to_vec(), b"x".to_vec())]),
-                f(vec![BinaryRequest::concat(PrependQ, b"{p}a".to_vec(), b"q".to_vec())]),
+                f(vec![
+                    store(SetQ, "{p}c", "q", 0, 0),
+                    store(AddQ, "{p}c", "q", 0, 0),
+                ]),
+                f(vec![
+                    store(ReplaceQ, "{p}d", "q", 0, 0),
+                    store(ReplaceQ, "{p}c", "r", 0, 0),
+                ]),
+                f(vec![BinaryRequest::concat(
+                    Append,
+                    b"{p}a".to_vec(),
+                    b"+a".to_vec(),
+                )]),
+                f(vec![BinaryRequest::concat(
+                    Prepend,
+                    b"{p}a".to_vec(),
+                    b"p+".to_vec(),
+                )]),
+                f(vec![BinaryRequest::concat(
+                    AppendQ,
+                    b"{p}zz".to_vec(),
+                    b"x".to_vec(),
+                )]),
+                f(vec![BinaryRequest::concat(
+                    PrependQ,
+                    b"{p}a".to_vec(),
+                    b"q".to_vec(),
+                )]),
                 f(vec![get(GetK, "{p}a", 2), get(GetK, "{p}c", 3)]),
             ],
         ),
@@ -385,13 +417,18 @@ fn binary_sessions() -> Vec<Session> {
                 f(vec![store(Add, "{p}a", "v", 0, 0).with_cas(12345)]),
                 f(vec![store(Add, "{p}yy", "v", 0, 0).with_cas(12345)]),
                 f(vec![get(Get, "{p}a", 1)]).keep_cas("b"),
-                f(vec![
-                    BinaryRequest::concat(Append, b"{p}a".to_vec(), b"!".to_vec()).with_cas(1),
-                ]),
-                f(vec![
-                    BinaryRequest::concat(Append, b"{p}a".to_vec(), b"!".to_vec())
-                        .with_cas(CAS_HOLE),
-                ])
+                f(vec![BinaryRequest::concat(
+                    Append,
+                    b"{p}a".to_vec(),
+                    b"!".to_vec(),
+                )
+                .with_cas(1)]),
+                f(vec![BinaryRequest::concat(
+                    Append,
+                    b"{p}a".to_vec(),
+                    b"!".to_vec(),
+                )
+                .with_cas(CAS_HOLE)])
                 .with_cas("b"),
                 f(vec![get(Get, "{p}a", 1)]).keep_cas("c"),
                 f(vec![get(Delete, "{p}a", 1).with_cas(1)]),
@@ -404,15 +441,57 @@ fn binary_sessions() -> Vec<Session> {
             vec![
                 f(vec![get(Delete, "{p}a", 1)]),
                 f(vec![get(DeleteQ, "{p}a", 2)]),
-                f(vec![BinaryRequest::arith(Increment, b"{p}n".to_vec(), 1, 5, ARITH_NO_CREATE)]),
-                f(vec![BinaryRequest::arith(Increment, b"{p}n".to_vec(), 1, 5, 0)]),
-                f(vec![BinaryRequest::arith(Increment, b"{p}n".to_vec(), 10, 5, 0)]),
-                f(vec![BinaryRequest::arith(Decrement, b"{p}n".to_vec(), 100, 5, 0)]),
-                f(vec![BinaryRequest::arith(IncrementQ, b"{p}n".to_vec(), u64::MAX, 0, 0)]),
-                f(vec![BinaryRequest::arith(DecrementQ, b"{p}m".to_vec(), 1, 7, 0)]),
+                f(vec![BinaryRequest::arith(
+                    Increment,
+                    b"{p}n".to_vec(),
+                    1,
+                    5,
+                    ARITH_NO_CREATE,
+                )]),
+                f(vec![BinaryRequest::arith(
+                    Increment,
+                    b"{p}n".to_vec(),
+                    1,
+                    5,
+                    0,
+                )]),
+                f(vec![BinaryRequest::arith(
+                    Increment,
+                    b"{p}n".to_vec(),
+                    10,
+                    5,
+                    0,
+                )]),
+                f(vec![BinaryRequest::arith(
+                    Decrement,
+                    b"{p}n".to_vec(),
+                    100,
+                    5,
+                    0,
+                )]),
+                f(vec![BinaryRequest::arith(
+                    IncrementQ,
+                    b"{p}n".to_vec(),
+                    u64::MAX,
+                    0,
+                    0,
+                )]),
+                f(vec![BinaryRequest::arith(
+                    DecrementQ,
+                    b"{p}m".to_vec(),
+                    1,
+                    7,
+                    0,
+                )]),
                 f(vec![get(Get, "{p}n", 1), get(Get, "{p}m", 2)]),
                 f(vec![store(Set, "{p}t", "text", 0, 0)]),
-                f(vec![BinaryRequest::arith(Increment, b"{p}t".to_vec(), 1, 0, 0)]),
+                f(vec![BinaryRequest::arith(
+                    Increment,
+                    b"{p}t".to_vec(),
+                    1,
+                    0,
+                    0,
+                )]),
                 f(vec![get(Delete, "{p}n", 3), get(DeleteQ, "{p}m", 4)]),
                 f(vec![get(Get, "{p}n", 5)]),
             ],
@@ -441,7 +520,10 @@ fn binary_sessions() -> Vec<Session> {
                 f(vec![store(Set, "{p}a", "x", 0, 0)]),
                 f(vec![BinaryRequest::flush(Flush, None)]),
                 f(vec![get(Get, "{p}a", 1)]),
-                f(vec![store(Set, "{p}a", "x", 0, 0), BinaryRequest::flush(FlushQ, Some(0))]),
+                f(vec![
+                    store(Set, "{p}a", "x", 0, 0),
+                    BinaryRequest::flush(FlushQ, Some(0)),
+                ]),
                 f(vec![get(Get, "{p}a", 1)]),
                 f(vec![BinaryRequest::stat(b"nonsense".to_vec())]),
                 f(vec![BinaryRequest::stat(b"reset".to_vec())]),
@@ -451,9 +533,10 @@ fn binary_sessions() -> Vec<Session> {
         ),
         binary(
             "binary_errors",
-            vec![
-                f(vec![get(Get, "{p}a", 1).with_value(b"value on a get".to_vec())]).closes(),
-            ],
+            vec![f(vec![
+                get(Get, "{p}a", 1).with_value(b"value on a get".to_vec())
+            ])
+            .closes()],
         ),
         binary(
             "binary_too_large_set_unlinks",
@@ -488,7 +571,10 @@ fn binary_sessions() -> Vec<Session> {
 }
 
 fn all_sessions() -> Vec<Session> {
-    text_sessions().into_iter().chain(binary_sessions()).collect()
+    text_sessions()
+        .into_iter()
+        .chain(binary_sessions())
+        .collect()
 }
 
 fn transcripts(addr: SocketAddr, sessions: &[Session], run_id: &str) -> Vec<Transcript> {
@@ -530,4 +616,3 @@ pub fn compare_with_memcached(memcord: SocketAddr) -> (usize, usize) {
     );
     (text, binary)
 }
-

@@ -22,7 +22,6 @@ pub use log::{KeyVersion, LogPage, ReplicationLog};
 use super::translate::{
     command_for, escalated_response, meta_read, response_for, values_reply, MetaRead, ReadOrWrite,
 };
-use crate::protocol::meta::{MetaArith, MetaDelete, MetaGet, MetaSet};
 use super::{Coordinator, Session};
 use crate::clock::{unix_ms, HybridClock, Timestamp};
 use crate::cluster::{
@@ -711,11 +710,11 @@ fn may_carry_prefix(request: &Request) -> bool {
         Request::Store { key, .. }
         | Request::Delete { key, .. }
         | Request::Arith { key, .. }
-        | Request::Touch { key, .. }
-        | Request::MetaGet(MetaGet { key, .. })
-        | Request::MetaSet(MetaSet { key, .. })
-        | Request::MetaDelete(MetaDelete { key, .. })
-        | Request::MetaArith(MetaArith { key, .. }) => key.first() == Some(&b'@'),
+        | Request::Touch { key, .. } => key.first() == Some(&b'@'),
+        Request::MetaGet(get) => get.key.first() == Some(&b'@'),
+        Request::MetaSet(set) => set.key.first() == Some(&b'@'),
+        Request::MetaDelete(delete) => delete.key.first() == Some(&b'@'),
+        Request::MetaArith(arith) => arith.key.first() == Some(&b'@'),
         _ => false,
     }
 }
@@ -731,13 +730,7 @@ fn meta_changed(outcome: &MetaOutcome, version: Timestamp) -> bool {
 
 /// The level a meta request names with its `L` flag.
 fn meta_level(request: &Request) -> Option<Level> {
-    match request {
-        Request::MetaGet(MetaGet { flags, .. })
-        | Request::MetaSet(MetaSet { flags, .. })
-        | Request::MetaDelete(MetaDelete { flags, .. })
-        | Request::MetaArith(MetaArith { flags, .. }) => flags.level,
-        _ => None,
-    }
+    request.meta_flags().and_then(|flags| flags.level)
 }
 
 /// Strips a level prefix (`@one:`, `@quorum:`, `@all:`) from the request's keys; returns the
@@ -768,12 +761,12 @@ fn strip_level_prefixes(request: &mut Request) -> Option<Level> {
         Request::Store { key, .. }
         | Request::Delete { key, .. }
         | Request::Arith { key, .. }
-        | Request::Touch { key, .. }
-        | Request::MetaGet(MetaGet { key, .. })
-        | Request::MetaSet(MetaSet { key, .. })
-        | Request::MetaDelete(MetaDelete { key, .. })
-        | Request::MetaArith(MetaArith { key, .. }) => strip(key, &mut found),
-        _ => {}
+        | Request::Touch { key, .. } => strip(key, &mut found),
+        other => {
+            if let Some(key) = other.meta_key_mut() {
+                strip(key, &mut found);
+            }
+        }
     }
     found
 }

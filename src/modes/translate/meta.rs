@@ -3,8 +3,8 @@
 use super::ReadOrWrite;
 use crate::clock::{unix_secs, HybridClock};
 use crate::protocol::meta::{
-    MetaArith, MetaDelete, MetaFlags, MetaGet, MetaItem, MetaKind, MetaReply, MetaSet,
-    MetaStatus, SetMode,
+    MetaArith, MetaDelete, MetaFlags, MetaGet, MetaItem, MetaKind, MetaReply, MetaSet, MetaStatus,
+    SetMode,
 };
 use crate::protocol::{Request, Response};
 use crate::replicated::meta::get_needs_write;
@@ -119,8 +119,11 @@ pub fn meta_read(
 ) -> MetaRead {
     if let Request::MetaGet(get) = request {
         let recache_before = expiry(get.recache);
-        if get_needs_write(found.as_ref().map(|f| &f.0), get.vivify.is_some(), recache_before)
-        {
+        if get_needs_write(
+            found.as_ref().map(|f| &f.0),
+            get.vivify.is_some(),
+            recache_before,
+        ) {
             return MetaRead::Escalate(get_write(get, clock));
         }
     }
@@ -248,11 +251,11 @@ fn reply(
         MetaOutcome::NotFound => (MetaStatus::NotFound, None),
         MetaOutcome::NonNumeric | MetaOutcome::TooLarge => (MetaStatus::NotStored, None),
     };
-    Response::Meta(MetaReply {
+    Response::Meta(Box::new(MetaReply {
         kind,
         status,
         key: key.clone(),
         flags,
         item,
-    })
+    }))
 }

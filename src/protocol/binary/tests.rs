@@ -599,12 +599,22 @@ fn refused() -> Vec<(&'static str, Vec<u8>, BinaryParse)> {
     // A set waits for its key, which loses its old item.
     add(
         "set 1 MiB + 1",
-        [head(0x01, 1, 8, 9 + big), STORE_EXTRAS.to_vec(), b"k".to_vec()].concat(),
+        [
+            head(0x01, 1, 8, 9 + big),
+            STORE_EXTRAS.to_vec(),
+            b"k".to_vec(),
+        ]
+        .concat(),
         too_large(Set, b"k", big as usize),
     );
     add(
         "setq 1 MiB + 1",
-        [head(0x11, 1, 8, 9 + big), STORE_EXTRAS.to_vec(), b"k".to_vec()].concat(),
+        [
+            head(0x11, 1, 8, 9 + big),
+            STORE_EXTRAS.to_vec(),
+            b"k".to_vec(),
+        ]
+        .concat(),
         too_large(SetQ, b"k", big as usize),
     );
     add(

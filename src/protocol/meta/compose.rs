@@ -71,7 +71,11 @@ impl MetaReply {
     }
 
     fn compose_get(&self, out: &mut BytesMut) {
-        let Some(item) = self.item.as_ref().filter(|_| self.status == MetaStatus::Found) else {
+        let Some(item) = self
+            .item
+            .as_ref()
+            .filter(|_| self.status == MetaStatus::Found)
+        else {
             if self.flags.quiet {
                 return;
             }
@@ -138,7 +142,11 @@ impl MetaReply {
     }
 
     fn compose_arith(&self, out: &mut BytesMut) {
-        let Some(item) = self.item.as_ref().filter(|_| self.status == MetaStatus::Found) else {
+        let Some(item) = self
+            .item
+            .as_ref()
+            .filter(|_| self.status == MetaStatus::Found)
+        else {
             out.extend_from_slice(self.code());
             self.put_echoes(out);
             out.extend_from_slice(b"\r\n");
@@ -170,7 +178,11 @@ impl MetaReply {
     }
 
     fn compose_debug(&self, out: &mut BytesMut) {
-        let Some(item) = self.item.as_ref().filter(|_| self.status == MetaStatus::Found) else {
+        let Some(item) = self
+            .item
+            .as_ref()
+            .filter(|_| self.status == MetaStatus::Found)
+        else {
             out.extend_from_slice(b"EN\r\n");
             return;
         };

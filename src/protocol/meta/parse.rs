@@ -95,12 +95,11 @@ fn preparse(raw_key: &[u8], words: &[&[u8]]) -> Result<Parsed, FlagError> {
         }
         seen[usize::from(letter)] = true;
         parsed.flags.push(letter);
-        let number = |into: &mut Option<i64>, error: &mut Option<&'static str>| match parse_i64(
-            token,
-        ) {
-            Some(n) => *into = Some(n),
-            None => *error = Some(BAD_TOKEN),
-        };
+        let number =
+            |into: &mut Option<i64>, error: &mut Option<&'static str>| match parse_i64(token) {
+                Some(n) => *into = Some(n),
+                None => *error = Some(BAD_TOKEN),
+            };
         match letter {
             b'b' => {
                 parsed.flags.base64 = true;
@@ -260,7 +259,7 @@ fn parse_get(tokens: &Tokens<'_>, line: Line<'_>, limits: &Limits) -> ParseOutco
     }
     let key = key_of(&mut parsed, raw);
     done(
-        Request::MetaGet(MetaGet {
+        Request::MetaGet(Box::new(MetaGet {
             key,
             value: parsed.value,
             no_bump: parsed.no_bump,
@@ -268,7 +267,7 @@ fn parse_get(tokens: &Tokens<'_>, line: Line<'_>, limits: &Limits) -> ParseOutco
             vivify: parsed.vivify,
             recache: parsed.recache,
             flags: parsed.flags,
-        }),
+        })),
         line.consumed,
     )
 }
@@ -342,7 +341,7 @@ fn parse_set(tokens: &Tokens<'_>, line: Line<'_>, buf: &[u8], limits: &Limits) -
     }
     let key = key_of(&mut parsed, raw);
     done(
-        Request::MetaSet(MetaSet {
+        Request::MetaSet(Box::new(MetaSet {
             key,
             value: Bytes::copy_from_slice(&buf[line.consumed..end - 2]),
             mode,
@@ -351,7 +350,7 @@ fn parse_set(tokens: &Tokens<'_>, line: Line<'_>, buf: &[u8], limits: &Limits) -
             client_flags: parsed.client_flags,
             exptime: parsed.touch.unwrap_or(0),
             flags: parsed.flags,
-        }),
+        })),
         end,
     )
 }
@@ -372,13 +371,13 @@ fn parse_delete(tokens: &Tokens<'_>, line: Line<'_>, limits: &Limits) -> ParseOu
     }
     let key = key_of(&mut parsed, raw);
     done(
-        Request::MetaDelete(MetaDelete {
+        Request::MetaDelete(Box::new(MetaDelete {
             key,
             compare_cas: parsed.compare_cas,
             invalidate: parsed.invalidate,
             touch: parsed.touch,
             flags: parsed.flags,
-        }),
+        })),
         line.consumed,
     )
 }
@@ -410,7 +409,7 @@ fn parse_arith(tokens: &Tokens<'_>, line: Line<'_>, limits: &Limits) -> ParseOut
     }
     let key = key_of(&mut parsed, raw);
     done(
-        Request::MetaArith(MetaArith {
+        Request::MetaArith(Box::new(MetaArith {
             key,
             incr,
             delta: parsed.delta.unwrap_or(1),
@@ -420,7 +419,7 @@ fn parse_arith(tokens: &Tokens<'_>, line: Line<'_>, limits: &Limits) -> ParseOut
             touch: parsed.touch,
             value: parsed.value,
             flags: parsed.flags,
-        }),
+        })),
         line.consumed,
     )
 }

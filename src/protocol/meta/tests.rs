@@ -92,10 +92,7 @@ fn md_and_ma_and_the_rest() {
         panic!("not an ma");
     };
     assert!(!arith.incr && arith.value);
-    assert_eq!(
-        (arith.delta, arith.initial, arith.vivify),
-        (5, 9, Some(0))
-    );
+    assert_eq!((arith.delta, arith.initial, arith.vivify), (5, 9, Some(0)));
     let Request::MetaArith(default) = request("ma k\r\n") else {
         panic!("not an ma");
     };
@@ -253,7 +250,10 @@ fn replies_list_flags_in_request_order() {
         reply_to("mg foo c\r\n", Get, Found, Some(marked)),
         "HD c77 Z X\r\n"
     );
-    let won = MetaItem { won: true, ..hit("") };
+    let won = MetaItem {
+        won: true,
+        ..hit("")
+    };
     assert_eq!(
         reply_to("mg foo v\r\n", Get, Found, Some(won)),
         "VA 0 W\r\n\r\n"
@@ -444,7 +444,7 @@ fn get_strategy() -> impl Strategy<Value = Request> {
         -100i64..100_000,
     )
         .prop_map(|(key, (letters, opaque), n)| {
-            Request::MetaGet(MetaGet {
+            Request::MetaGet(Box::new(MetaGet {
                 key,
                 value: has(&letters, b'v'),
                 no_bump: has(&letters, b'u'),
@@ -452,7 +452,7 @@ fn get_strategy() -> impl Strategy<Value = Request> {
                 vivify: has(&letters, b'N').then_some(n + 1),
                 recache: has(&letters, b'R').then_some(n + 2),
                 flags: meta_flags(&letters, opaque),
-            })
+            }))
         })
 }
 
@@ -472,22 +472,24 @@ fn set_strategy() -> impl Strategy<Value = Request> {
             SetMode::Prepend,
         ]),
     )
-        .prop_map(|(key, (letters, opaque), value, flags, cas, exptime, mode)| {
-            Request::MetaSet(MetaSet {
-                key,
-                value: Bytes::from(value),
-                mode: if has(&letters, b'M') {
-                    mode
-                } else {
-                    SetMode::Set
-                },
-                compare_cas: has(&letters, b'C').then_some(cas),
-                invalidate: has(&letters, b'I'),
-                client_flags: if has(&letters, b'F') { flags } else { 0 },
-                exptime: if has(&letters, b'T') { exptime } else { 0 },
-                flags: meta_flags(&letters, opaque),
-            })
-        })
+        .prop_map(
+            |(key, (letters, opaque), value, flags, cas, exptime, mode)| {
+                Request::MetaSet(Box::new(MetaSet {
+                    key,
+                    value: Bytes::from(value),
+                    mode: if has(&letters, b'M') {
+                        mode
+                    } else {
+                        SetMode::Set
+                    },
+                    compare_cas: has(&letters, b'C').then_some(cas),
+                    invalidate: has(&letters, b'I'),
+                    client_flags: if has(&letters, b'F') { flags } else { 0 },
+                    exptime: if has(&letters, b'T') { exptime } else { 0 },
+                    flags: meta_flags(&letters, opaque),
+                }))
+            },
+        )
 }
 
 fn delete_strategy() -> impl Strategy<Value = Request> {
@@ -498,13 +500,13 @@ fn delete_strategy() -> impl Strategy<Value = Request> {
         -100i64..100_000,
     )
         .prop_map(|(key, (letters, opaque), cas, exptime)| {
-            Request::MetaDelete(MetaDelete {
+            Request::MetaDelete(Box::new(MetaDelete {
                 key,
                 compare_cas: has(&letters, b'C').then_some(cas),
                 invalidate: has(&letters, b'I'),
                 touch: has(&letters, b'T').then_some(exptime),
                 flags: meta_flags(&letters, opaque),
-            })
+            }))
         })
 }
 
@@ -516,7 +518,7 @@ fn arith_strategy() -> impl Strategy<Value = Request> {
         -100i64..100_000,
     )
         .prop_map(|(key, (letters, opaque), (cas, delta, initial, incr), n)| {
-            Request::MetaArith(MetaArith {
+            Request::MetaArith(Box::new(MetaArith {
                 key,
                 incr: !has(&letters, b'M') || incr,
                 delta: if has(&letters, b'D') { delta } else { 1 },
@@ -526,7 +528,7 @@ fn arith_strategy() -> impl Strategy<Value = Request> {
                 touch: has(&letters, b'T').then_some(n + 1),
                 value: has(&letters, b'v'),
                 flags: meta_flags(&letters, opaque),
-            })
+            }))
         })
 }
 
@@ -537,7 +539,8 @@ fn meta_request_strategy() -> impl Strategy<Value = Request> {
         delete_strategy(),
         arith_strategy(),
         Just(Request::MetaNoop),
-        (key_strategy(), any::<bool>()).prop_map(|(key, base64)| Request::MetaDebug { key, base64 }),
+        (key_strategy(), any::<bool>())
+            .prop_map(|(key, base64)| Request::MetaDebug { key, base64 }),
     ]
 }
 

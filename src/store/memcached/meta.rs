@@ -43,11 +43,11 @@ fn meta_get(key: Bytes) -> MetaGet {
 
 /// A meta get that reads value, flags, cas and the access record without counting as a fetch.
 fn quiet_get(key: Bytes) -> Request {
-    Request::MetaGet(MetaGet {
+    Request::MetaGet(Box::new(MetaGet {
         no_bump: true,
         flags: MetaFlags::with_letters(b"vfchlu"),
         ..meta_get(key)
-    })
+    }))
 }
 
 /// Whether the backend's text protocol can carry `key` (keys from the binary protocol or a
@@ -71,11 +71,11 @@ impl MemcachedStore {
     ) -> StoreResult<Option<MetaFetched>> {
         carryable(key)?;
         let request = if bump {
-            Request::MetaGet(MetaGet {
+            Request::MetaGet(Box::new(MetaGet {
                 no_bump: false,
                 flags: MetaFlags::with_letters(b"vfchl"),
                 ..meta_get(key.clone())
-            })
+            }))
         } else {
             quiet_get(key.clone())
         };
@@ -100,9 +100,9 @@ impl MemcachedStore {
         for reply in self.pool.call_many(requests).await? {
             out.push(match reply {
                 Response::MetaLine(line) if &line.code == b"EN" => None,
-                Response::MetaLine(line) if &line.code == b"VA" => {
-                    Some(self.decode_meta(line)?).filter(|f| f.live).map(|f| f.item)
-                }
+                Response::MetaLine(line) if &line.code == b"VA" => Some(self.decode_meta(line)?)
+                    .filter(|f| f.live)
+                    .map(|f| f.item),
                 other => return Err(unexpected(&other)),
             });
         }
@@ -145,7 +145,7 @@ impl MemcachedStore {
         let requests = keys
             .into_iter()
             .map(|key| {
-                Request::MetaGet(MetaGet {
+                Request::MetaGet(Box::new(MetaGet {
                     key,
                     value: false,
                     no_bump: false,
@@ -153,7 +153,7 @@ impl MemcachedStore {
                     vivify: None,
                     recache: None,
                     flags: MetaFlags::new(),
-                })
+                }))
             })
             .collect();
         for reply in self.pool.call_many(requests).await? {

@@ -17,8 +17,8 @@ mod shard;
 use self::flush::{FlushSchedule, Now};
 use self::shard::{Lookup, Shard};
 use super::{
-    apply_arith, parse_counter, Access, ArithOutcome, Change, ExpiresAt, Item, Store,
-    StoreOutcome, StoreResult, StoreStats, ITEM_OVERHEAD,
+    apply_arith, parse_counter, Access, ArithOutcome, Change, ExpiresAt, Item, Store, StoreOutcome,
+    StoreResult, StoreStats, ITEM_OVERHEAD,
 };
 use crate::clock::{unix_ms, Timestamp};
 use crate::protocol::{Response, StoreAdmin};
