@@ -1,4 +1,6 @@
-//! The memcache text protocol: a pure codec, both directions, no I/O.
+//! The memcache protocols: pure codecs, both directions, no I/O. This module is the text
+//! protocol (classic commands, and the meta commands of [`meta`], which share its connections);
+//! [`binary`] is the binary protocol.
 //!
 //! * server side: [`parse_request`] turns bytes into a [`Request`]; [`Response::compose`]
 //!   turns a reply into bytes;
