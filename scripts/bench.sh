@@ -192,6 +192,29 @@ for entry in "${WORKLOADS[@]}"; do
     done
 done
 
+# The three protocols: get100 and set100 against memcached and one memory peer, each protocol
+# compared with memcached speaking the same protocol in the same run.
+PROTOCOL_RESULTS="$RUN/protocols.jsonl"
+: >"$PROTOCOL_RESULTS"
+for protocol in text meta binary; do
+    for entry in "get100|--get-ratio 1" "set100|--get-ratio 0"; do
+        workload=${entry%%|*}
+        read -r -a flags <<<"${entry#*|}"
+        for round in $(seq 1 "$ROUNDS"); do
+            for name in memcached memcord-memory; do
+                echo "bench.sh: $protocol $workload round $round -> $name" >&2
+                if json=$(timeout "$LIMIT" "${LOAD_PIN[@]}" "$MEMCORD" bench \
+                    --target "${TARGET[$name]}" "${COMMON[@]}" "${flags[@]}" --pipeline 1 \
+                    --protocol "$protocol" 2>"$RUN/bench.err"); then
+                    echo "{\"protocol\":\"$protocol\",\"workload\":\"$workload\",\"round\":$round,\"name\":\"$name\",\"report\":$json}" >>"$PROTOCOL_RESULTS"
+                else
+                    echo "bench.sh: $protocol $workload -> $name failed: $(cat "$RUN/bench.err")" >&2
+                fi
+            done
+        done
+    done
+done
+
 MEMCASLAP_NOTE="memcaslap not run"
 if [[ -z "${NO_MEMCASLAP:-}" ]] && command -v memcaslap >/dev/null; then
     MEMCASLAP_NOTE="memcaslap -T 1 -c $CONNS -t ${DURATION}s, 64 B keys, 1 KiB values, 90% gets"
@@ -255,6 +278,7 @@ if [[ "$IDLE_CONNS" -gt 0 ]]; then
 fi
 
 export RESULTS OUT COMMAND_LINE PINNING IDLE_RSS_KB MEMCASLAP_NOTE SWEEP_RESULTS PLOT IDLE_RESULTS
+export PROTOCOL_RESULTS
 export MEMCACHED_VERSION=$("$MEMCACHED" -V 2>/dev/null || echo "?")
 python3 - <<'EOF'
 import json, os, platform, statistics, subprocess, datetime
@@ -329,6 +353,29 @@ for workload in workloads:
           f"| {r['p99_us']:.0f} | {ratio(r['p99_us'], b['p99_us'])} "
           f"| {r['p999_us']:.0f} | {ratio(r['p999_us'], b['p999_us'])} "
           f"| {r['hit_ratio']:.3f} | {r['errors'] + r['preload_errors']} |")
+    w("")
+protocol_rows = [json.loads(line) for line in open(os.environ["PROTOCOL_RESULTS"]) if line.strip()]
+if protocol_rows:
+    w("## The three protocols: text, meta, binary")
+    w("")
+    w("One memory-store peer against memcached, each driven in the same protocol by "
+      "`memcord bench --protocol` (a get is `get`, `mg <key> f v` or a binary `Get`; a set is "
+      "`set`, `ms` or a binary `Set`), same connections, keys and values as above, pipeline 1.")
+    w("")
+    w("| protocol | workload | memcached ops/s | memcord ops/s | × | memcached p99 µs | memcord p99 µs |")
+    w("| --- | --- | ---: | ---: | ---: | ---: | ---: |")
+    for protocol in ["text", "meta", "binary"]:
+        for workload in ["get100", "set100"]:
+            pick = {n: [r["report"] for r in protocol_rows if r["protocol"] == protocol
+                        and r["workload"] == workload and r["name"] == n]
+                    for n in ["memcached", "memcord-memory"]}
+            if not all(pick.values()):
+                continue
+            mc = median_run(pick["memcached"], lambda x: x["ops_per_sec"])
+            me = median_run(pick["memcord-memory"], lambda x: x["ops_per_sec"])
+            w(f"| {protocol} | {workload} | {mc['ops_per_sec']:,.0f} | {me['ops_per_sec']:,.0f} "
+              f"| {ratio(me['ops_per_sec'], mc['ops_per_sec'])} | {mc['p99_us']:.0f} "
+              f"| {me['p99_us']:.0f} |")
     w("")
 caslap = {n: [r for r in rows if r["tool"] == "memcaslap" and r["name"] == n] for n in names}
 caslap = {n: median_run(v, lambda x: x["tps"]) for n, v in caslap.items() if v}

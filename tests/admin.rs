@@ -233,7 +233,8 @@ fn metadump_lists_the_clients_view_of_each_item() {
     assert_eq!(fields[1], "exp=-1");
     assert!(fields[2].starts_with("la="));
     assert_eq!(fields[3], format!("cas={cas}"));
-    assert_eq!(fields[4..], ["fetch=no", "cls=2", "size=103"]);
+    // The `gets` above fetched it, as memcached would report.
+    assert_eq!(fields[4..], ["fetch=yes", "cls=2", "size=103"]);
     assert_eq!(listing(&mut c, "lru_crawler metadump 2\r\n"), dump);
     assert_eq!(listing(&mut c, "lru_crawler metadump hash\r\n"), dump);
     c.roundtrip(b"lru_crawler metadump 1,3\r\n", b"END\r\n");
@@ -245,6 +246,18 @@ fn metadump_lists_the_clients_view_of_each_item() {
     );
     c.roundtrip(b"lru_crawler enable\r\n", b"OK\r\n");
     c.roundtrip(b"lru_crawler crawl 1,2\r\n", b"OK\r\n");
+    // An item nobody has read is not fetched; a read marks it.
+    c.roundtrip(b"set fresh 0 0 1\r\nz\r\n", b"STORED\r\n");
+    let fresh = |c: &mut RawClient| {
+        let dump = listing(c, "lru_crawler metadump all\r\n");
+        dump.lines()
+            .find(|l| l.starts_with("key=fresh "))
+            .map(str::to_owned)
+            .unwrap_or_else(|| panic!("{dump:?}"))
+    };
+    assert!(fresh(&mut c).contains(" fetch=no "));
+    c.roundtrip(b"get fresh\r\n", b"VALUE fresh 0 1\r\nz\r\nEND\r\n");
+    assert!(fresh(&mut c).contains(" fetch=yes "));
 }
 
 #[test]
