@@ -114,6 +114,9 @@ both_stores!(
     concurrent_incr_loses_nothing,
     concurrent_cas_loops_lose_nothing,
     dump_lists_every_live_item_and_clear_empties,
+    peek_reports_the_access_record_before_the_read,
+    update_modifies_replaces_and_removes,
+    concurrent_updates_lose_nothing,
 );
 
 // ---------------------------------------------------------------------------------------------

@@ -587,3 +587,119 @@ pub async fn dump_lists_every_live_item_and_clear_empties<S: Store>(f: &Fixture<
     assert_eq!(f.store.dump().await.expect("dump"), Vec::new());
     assert_eq!(get_one(f, "plain").await, None);
 }
+
+/// peek: the access record as it was before the read; a bump marks the item fetched, a peek
+/// without one (and `peek_items`, replication's read) leaves it unfetched.
+pub async fn peek_reports_the_access_record_before_the_read<S: Store>(f: &Fixture<S>) {
+    assert_eq!(f.store.peek(&b("k"), true).await.unwrap(), None);
+    f.store.set(b("k"), f.item("v", 3)).await.unwrap();
+    let quiet = f.store.peek_items(&[b("k"), b("missing")]).await.unwrap();
+    assert_eq!(quiet[0].as_ref().map(|i| i.value.clone()), Some(b("v")));
+    assert_eq!(quiet[1], None);
+    let (item, access) = f.store.peek(&b("k"), false).await.unwrap().unwrap();
+    assert_eq!((item.value, item.flags), (b("v"), 3));
+    assert!(!access.fetched, "neither peek_items nor peek without a bump fetches");
+    let (_, access) = f.store.peek(&b("k"), true).await.unwrap().unwrap();
+    assert!(!access.fetched, "the record before this read");
+    let (_, access) = f.store.peek(&b("k"), false).await.unwrap().unwrap();
+    assert!(access.fetched, "the bump counted");
+    // A classic get is a fetch too; a new value starts unfetched again.
+    f.store.set(b("k"), f.item("w", 0)).await.unwrap();
+    get_one(f, "k").await.unwrap();
+    assert!(f.store.peek(&b("k"), false).await.unwrap().unwrap().1.fetched);
+    f.store.set(b("k"), f.item("x", 0)).await.unwrap();
+    assert!(!f.store.peek(&b("k"), false).await.unwrap().unwrap().1.fetched);
+}
+
+/// update: `Modify` keeps the access record (and a bump marks it), `Replace` starts afresh,
+/// `Remove` deletes, `Keep` writes nothing; a too-large item is refused.
+pub async fn update_modifies_replaces_and_removes<S: Store>(f: &Fixture<S>) {
+    use memcord::store::Change;
+    let seen = f
+        .store
+        .update(&b("k"), false, |cur| Change::Keep(cur.is_some()))
+        .await
+        .unwrap();
+    assert_eq!(seen, Some(false));
+    let one = f.item("one", 1);
+    let created = f
+        .store
+        .update(&b("k"), false, |_| Change::Replace(one.clone(), "created"))
+        .await
+        .unwrap();
+    assert_eq!(created, Some("created"));
+    get_one(f, "k").await.unwrap();
+    let ts = f.ts();
+    let answer = f
+        .store
+        .update(&b("k"), false, |cur| {
+            let (item, access) = cur.expect("present");
+            let mut marked = item.clone();
+            marked.stale = true;
+            marked.version = ts;
+            Change::Modify(marked, access.fetched)
+        })
+        .await
+        .unwrap();
+    assert_eq!(answer, Some(true), "the get above fetched it");
+    let (item, access) = f.store.peek(&b("k"), false).await.unwrap().unwrap();
+    assert!(item.stale && access.fetched, "a change in place keeps the record");
+    assert_eq!(item.version, ts);
+    let two = f.item("two", 2);
+    f.store
+        .update(&b("k"), false, |_| Change::Replace(two.clone(), ()))
+        .await
+        .unwrap();
+    let (item, access) = f.store.peek(&b("k"), false).await.unwrap().unwrap();
+    assert!(!item.stale && !access.fetched, "a new item starts afresh");
+    let too_large = Item::new(
+        Bytes::from(vec![b'x'; f.max_item + 1]),
+        0,
+        ExpiresAt::NEVER,
+        f.ts(),
+    );
+    let refused = f
+        .store
+        .update(&b("k"), false, |_| Change::Replace(too_large.clone(), ()))
+        .await
+        .unwrap();
+    assert_eq!(refused, None);
+    assert_eq!(value_of(f, "k").await, Some(b("two")));
+    let removed = f
+        .store
+        .update(&b("k"), false, |_| Change::Remove("gone"))
+        .await
+        .unwrap();
+    assert_eq!(removed, Some("gone"));
+    assert_eq!(get_one(f, "k").await, None);
+}
+
+/// Concurrent read-modify-writes through `update` lose nothing.
+pub async fn concurrent_updates_lose_nothing<S: Store>(f: &Fixture<S>) {
+    use memcord::store::Change;
+    f.store.set(b("n"), f.item("0", 0)).await.unwrap();
+    let mut tasks = Vec::new();
+    for _ in 0..8 {
+        let store = f.store.clone();
+        let clock = f.clock.clone();
+        tasks.push(tokio::spawn(async move {
+            for _ in 0..25 {
+                store
+                    .update(&b("n"), false, |cur| {
+                        let (item, _) = cur.expect("present");
+                        let n: u64 = std::str::from_utf8(&item.value).unwrap().parse().unwrap();
+                        let mut next = item.clone();
+                        next.value = Bytes::from((n + 1).to_string());
+                        next.version = clock.now();
+                        Change::Modify(next, ())
+                    })
+                    .await
+                    .unwrap();
+            }
+        }));
+    }
+    for task in tasks {
+        task.await.unwrap();
+    }
+    assert_eq!(value_of(f, "n").await, Some(b("200")));
+}
