@@ -710,3 +710,31 @@ fn a_peer_joining_or_leaving_moves_only_the_keys_that_must_move() {
     );
     cluster.stop_all();
 }
+
+#[test]
+fn the_meta_l_flag_picks_a_commands_level() {
+    // Three peers, every key on all three: with one down, ALL cannot be met, ONE and QUORUM can.
+    let mut cluster = Dynamo::start(3, 3, &[]);
+    let mut c = cluster.client(0);
+    c.roundtrip(b"ms mk 2 Lall\r\nv1\r\n", b"HD\r\n");
+    c.roundtrip(b"mg mk v Lquorum\r\n", b"VA 2\r\nv1\r\n");
+    cluster.stop_peer(2);
+    cluster.wait_down(0, 2);
+    c.send(b"ms mk 2 Lall\r\nv2\r\n");
+    // Applied here, but not on all three replicas: memcord says it cannot tell.
+    let refused = String::from_utf8(c.read_until(b"\r\n")).unwrap();
+    assert!(
+        refused.starts_with("SERVER_ERROR ") && refused.contains("consistency level not met"),
+        "{refused}"
+    );
+    c.roundtrip(b"ms mk 2 Lquorum c\r\nv3\r\n", b"HD c");
+    let rest = c.read_until(b"\r\n");
+    assert!(rest.iter().all(|b| b.is_ascii_digit() || b"\r\n".contains(b)));
+    c.send(b"mg mk v Lall\r\n");
+    let refused = String::from_utf8(c.read_until(b"\r\n")).unwrap();
+    assert!(refused.contains("consistency level not met"), "{refused}");
+    c.roundtrip(b"mg mk v Lone\r\n", b"VA 2\r\nv3\r\n");
+    // An L token that is not a level is a proxy's hint, ignored as memcached ignores it.
+    c.roundtrip(b"mg mk v Lpath/to/pool\r\n", b"VA 2\r\nv3\r\n");
+    cluster.stop_all();
+}
