@@ -393,3 +393,15 @@ fn console_shows_and_fails_peers_of_a_linearizable_cluster() {
         cluster.logs()
     );
 }
+
+#[test]
+fn console_speaks_the_meta_protocol() {
+    let peer = PeerProcess::start(&["--kv-type", "memory"]);
+    // A quiet miss prints nothing (the console fences every command), `ms` takes its data on
+    // the next line as `set` does.
+    console_ok(
+        peer.port(),
+        "ms k 2 T30 F5\nhi\nmg k v f\nmg nope v q\nmg nope v k\nma n N0 J5 v\nmn\n",
+        "HD\nVA 2 f5\nhi\nEN knope\nVA 1\n5\nMN\n",
+    );
+}

@@ -77,6 +77,15 @@ pub fn parse_line(line: &str) -> ConsoleLine {
     if first == "cas" {
         return storage(line, &words, 4);
     }
+    // `ms <key> <datalen> <flags>*`: the data follows on the next line, as for `set`.
+    if first == "ms" && words.len() >= 3 {
+        if let Ok(len) = words[2].parse::<usize>() {
+            return ConsoleLine::NeedsData {
+                header: words.join(" "),
+                len,
+            };
+        }
+    }
     ConsoleLine::Send(with_crlf(line))
 }
 
@@ -202,6 +211,20 @@ mod tests {
             b"set k 0 0 5\r\nhello\r\n"
         );
         assert!(with_data("set k 0 0 5", 5, "hi").is_err());
+    }
+
+    #[test]
+    fn meta_set_waits_for_data() {
+        assert_eq!(
+            parse_line("ms k 5 T30 c"),
+            ConsoleLine::NeedsData {
+                header: "ms k 5 T30 c".into(),
+                len: 5
+            }
+        );
+        // Without a length the server's own error says what is wrong.
+        assert_eq!(sent("ms k"), "ms k\r\n");
+        assert_eq!(sent("mg k v"), "mg k v\r\n");
     }
 
     #[test]

@@ -63,6 +63,8 @@ memcache commands are sent as typed, for example:
   cas <key> <cas-id> <value ...>   inline cas (or the classic two-line form)
   delete <key>   incr <key> <n>   decr <key> <n>   touch <key> <exptime>
   flush_all [delay]   stats [cluster|settings|reset]   version   verbosity <n>
+  mg <key> <flags>   md <key> <flags>   ma <key> <flags>   mn   me <key>   (meta commands)
+  ms <key> <bytes> <flags>   then the data on the next line
 console commands:
   show               the cluster's peers, status, items and lag (from `stats cluster`)
   fail <N>           make peer N act as failed (fault simulation); `fail` alone: this peer

@@ -32,6 +32,22 @@ pub fn reply_text(response: &Response) -> String {
             }
             out + "END"
         }
+        Response::MetaLine(line) => {
+            let mut head = line.clone();
+            let value = head.value.take();
+            let mut bytes = BytesMut::new();
+            if let Some(value) = &value {
+                // The header as composed, with the size the value gives it.
+                head.tokens.insert(0, bytes::Bytes::from(value.len().to_string()));
+            }
+            head.compose(&mut bytes);
+            let mut out = String::from_utf8_lossy(&bytes).trim_end().to_string();
+            if let Some(value) = value {
+                out.push('\n');
+                out += &printable(&value);
+            }
+            out
+        }
         Response::None => String::new(),
         other => {
             let mut bytes = BytesMut::new();
