@@ -2,8 +2,8 @@
 
 use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
-use memcord::config::{self, Overrides, PeerConfig};
-use memcord::server::peer::BoundPeer;
+use memcord_proxy::config::{self, Overrides, PeerConfig};
+use memcord_proxy::server::peer::BoundPeer;
 use std::io::Write;
 use std::path::PathBuf;
 
@@ -41,14 +41,14 @@ enum Command {
     /// Run one peer: serves memcache clients on its client address.
     Peer(PeerArgs),
     /// Load generator: drives a get/set mix at memcache servers and reports ops/s and latency.
-    Bench(memcord::bench::BenchArgs),
+    Bench(memcord_bench::BenchArgs),
     /// Start a whole local cluster in this process (three peers, embedded stores); Ctrl-C stops.
-    Cluster(memcord::launch::ClusterArgs),
+    Cluster(memcord_launch::ClusterArgs),
     /// Interactive console to one peer: memcache commands, `show`, `fail N`, `recover N`.
-    Client(memcord::client::ClientArgs),
+    Client(memcord_client::ClientArgs),
     /// Consistency campaign: record a workload under faults and check it (exit 0 consistent,
     /// 1 violation, 2 unknown or setup error).
-    Check(memcord::check::CheckArgs),
+    Check(memcord_check::CheckArgs),
 }
 
 /// `memcord peer`: every flag can also be given as the `MEMCORD_*` variable shown.
@@ -155,7 +155,7 @@ fn main() -> std::process::ExitCode {
     keep_freed_memory();
     let command = match Cli::parse().command {
         // `check` has its own exit codes (1 = violation, 2 = unknown or setup error).
-        Command::Check(args) => return std::process::ExitCode::from(memcord::check::run(args)),
+        Command::Check(args) => return std::process::ExitCode::from(memcord_check::run(args)),
         other => other,
     };
     // Errors are printed as one line (with their causes), never with a backtrace: they are
@@ -196,7 +196,7 @@ fn run(command: Command) -> Result<()> {
             init_logging(&config)?;
             peer_runtime(config.server.threads)?.block_on(run_peer(config))
         }
-        Command::Bench(args) => Ok(memcord::bench::run(args)?),
+        Command::Bench(args) => Ok(memcord_bench::run(args)?),
         Command::Cluster(args) => {
             let filter = tracing_subscriber::EnvFilter::try_new(&args.log_level)
                 .with_context(|| format!("invalid log level '{}'", args.log_level))?;
@@ -207,12 +207,12 @@ fn run(command: Command) -> Result<()> {
                 .with_writer(std::io::stderr)
                 .init();
             tokio::runtime::Runtime::new()?.block_on(async {
-                memcord::launch::run(args, shutdown_signal()?).await?;
+                memcord_launch::run(args, shutdown_signal()?).await?;
                 Ok(())
             })
         }
-        Command::Client(args) => Ok(memcord::client::run(args)?),
-        Command::Check(args) => std::process::exit(i32::from(memcord::check::run(args))),
+        Command::Client(args) => Ok(memcord_client::run(args)?),
+        Command::Check(args) => std::process::exit(i32::from(memcord_check::run(args))),
     }
 }
 

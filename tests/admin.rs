@@ -272,7 +272,7 @@ fn cache_memlimit_evicts_down_to_the_new_limit() {
     c.send(&batch);
     c.roundtrip(
         b"version\r\n",
-        format!("VERSION {}\r\n", memcord::protocol::VERSION).as_bytes(),
+        format!("VERSION {}\r\n", memcord_protocol::VERSION).as_bytes(),
     );
     let before = c.stats("");
     assert_eq!(stat(&before, "curr_items"), 2_000);
@@ -347,7 +347,7 @@ fn stats_conns_lists_the_listener_and_each_client() {
     let mut b = peer.client();
     b.roundtrip(
         b"version\r\n",
-        format!("VERSION {}\r\n", memcord::protocol::VERSION).as_bytes(),
+        format!("VERSION {}\r\n", memcord_protocol::VERSION).as_bytes(),
     );
     let conns = a.stats("conns");
     let value = |name: &str| {

@@ -81,7 +81,7 @@ fn one_second_items_survive_a_touch_in_the_same_second() {
     let port = backend.port().to_string();
     let peer = PeerProcess::start(&["--kv-type", "memcached", "--kv-port", &port]);
     let mut c = peer.client();
-    let fence = format!("VERSION {}\r\n", memcord::protocol::VERSION);
+    let fence = format!("VERSION {}\r\n", memcord_protocol::VERSION);
     let (mut judged, mut lost) = (0, Vec::new());
     for i in 0..TRIES {
         let before = unix_secs();

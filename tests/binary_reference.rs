@@ -9,11 +9,11 @@
 mod common;
 
 use common::memcached::MemcachedProcess;
-use memcord::protocol::binary::{
+use memcord_protocol::binary::{
     compose_request, parse_request, parse_response, BinaryParse, BinaryRequest, BinaryResponse,
     BinaryResponseParse, Opcode, Status, ARITH_NO_CREATE,
 };
-use memcord::protocol::{AfterError, Limits};
+use memcord_protocol::{AfterError, Limits};
 use std::io::{ErrorKind, Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};

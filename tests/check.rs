@@ -157,7 +157,7 @@ fn campaign(mode: &str, seed: &str, faults: &str, extra: &[&str]) -> BTreeMap<St
 
 /// Fails (never skips) when the memcached binary is missing.
 fn require_memcached() {
-    memcord::check::cluster::memcached_binary()
+    memcord_check::cluster::memcached_binary()
         .expect("memcached is not installed: run scripts/test.sh, which installs it");
 }
 

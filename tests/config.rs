@@ -1,7 +1,7 @@
 //! `config::load`: file, structured environment and overrides merged with the right precedence,
 //! and clear errors.
 
-use memcord::config::{load, ConfigError, Consistency, HostPort, KvType, Overrides};
+use memcord_proxy::config::{load, ConfigError, Consistency, HostPort, KvType, Overrides};
 use std::io::Write;
 use std::path::PathBuf;
 

@@ -241,7 +241,7 @@ fn console_drives_a_three_peer_cluster() {
     console_ok(
         port(0),
         "version\nquit\nget greeting\n",
-        &format!("VERSION {}\n", memcord::protocol::VERSION),
+        &format!("VERSION {}\n", memcord_protocol::VERSION),
     );
 }
 
@@ -265,7 +265,7 @@ fn console_reports_its_own_mistakes_and_keeps_going() {
             "{} is a cluster of one (standalone): no peers to show\nSTORED\n{}\n\
              VALUE k 0 2\nhi\nEND\n",
             peer.addr,
-            memcord::client::HELP
+            memcord_client::HELP
         )
     );
     assert_eq!(

@@ -9,7 +9,7 @@
 //!   and ports by service name;
 //! * the Dockerfile is the documented two-stage build.
 
-use memcord::config::{load, KvType, Overrides, PeerConfig};
+use memcord_proxy::config::{load, KvType, Overrides, PeerConfig};
 use std::path::{Path, PathBuf};
 use yaml_rust2::{Yaml, YamlLoader};
 

@@ -9,12 +9,12 @@ mod common;
 
 use common::cluster::{free_port, wait_for};
 use common::peer::{stat, RawClient};
-use memcord::check::history::{History, Input, Operation, Output};
-use memcord::check::Verdict;
-use memcord::cluster::{Ring, RingSpec};
-use memcord::config::{load, Overrides};
-use memcord::server::peer::BoundPeer;
-use memcord::store::{AnyStore, Store};
+use memcord_check::history::{History, Input, Operation, Output};
+use memcord_check::Verdict;
+use memcord_proxy::cluster::{Ring, RingSpec};
+use memcord_proxy::config::{load, Overrides};
+use memcord_proxy::server::peer::BoundPeer;
+use memcord_proxy::store::{AnyStore, Store};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 struct Node {
     store: Arc<AnyStore>,
     stop: tokio::sync::oneshot::Sender<()>,
-    task: tokio::task::JoinHandle<Result<(), memcord::server::peer::PeerError>>,
+    task: tokio::task::JoinHandle<Result<(), memcord_proxy::server::peer::PeerError>>,
 }
 
 /// Peers of one in-process cluster, on fixed free ports (kept across restarts).
@@ -470,7 +470,7 @@ fn register_verdict(
         .count();
     assert!(reads_of_values > 50, "the history reads written values");
     let history = History { operations };
-    memcord::check::linearizable::check(&history, Duration::from_secs(60)).verdict
+    memcord_check::linearizable::check(&history, Duration::from_secs(60)).verdict
 }
 
 /// Runs four QUORUM clients on `peers` against `keys` and checks the history.

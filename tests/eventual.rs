@@ -298,8 +298,8 @@ fn the_cluster_converges_over_real_memcached_backends() {
 
 #[test]
 fn bad_peer_traffic_is_dropped_without_harming_the_peer() {
-    use memcord::cluster::frame;
-    use memcord::cluster::message::{Challenge, Hello, Proof, PROTOCOL_VERSION};
+    use memcord_proxy::cluster::frame;
+    use memcord_proxy::cluster::message::{Challenge, Hello, Proof, PROTOCOL_VERSION};
     let cluster = Cluster::start(ClusterSpec::eventual());
     let peer_port = cluster.peer_addrs[1];
     let closed = |stream: &mut TcpStream| {

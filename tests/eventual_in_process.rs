@@ -5,8 +5,8 @@ mod common;
 
 use common::cluster::{free_port, get, wait_for};
 use common::peer::RawClient;
-use memcord::config::{load, Overrides};
-use memcord::server::peer::BoundPeer;
+use memcord_proxy::config::{load, Overrides};
+use memcord_proxy::server::peer::BoundPeer;
 use std::net::SocketAddr;
 use std::time::Duration;
 

@@ -10,10 +10,10 @@ use common::clients::{memcapable_passes, rust_memcache_crate_at, Protocol};
 use common::cluster::{Cluster, ClusterSpec};
 use common::memcached::MemcachedProcess;
 use common::sessions::compare_with_memcached;
-use memcord::protocol::binary::{
+use memcord_protocol::binary::{
     compose_request, parse_response, BinaryRequest, BinaryResponseParse, Opcode, Status,
 };
-use memcord::protocol::Limits;
+use memcord_protocol::Limits;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
@@ -71,7 +71,7 @@ fn eventual_peer_speaks_every_protocol() {
 fn binary_call(
     stream: &mut TcpStream,
     request: &BinaryRequest,
-) -> memcord::protocol::binary::BinaryResponse {
+) -> memcord_protocol::binary::BinaryResponse {
     let mut out = bytes::BytesMut::new();
     compose_request(request, &mut out);
     stream.write_all(&out).expect("write");

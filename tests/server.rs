@@ -119,7 +119,7 @@ fn command_errors_keep_the_connection() {
     );
     c.roundtrip(
         b"version\r\n",
-        format!("VERSION {}\r\n", memcord::protocol::VERSION).as_bytes(),
+        format!("VERSION {}\r\n", memcord_protocol::VERSION).as_bytes(),
     );
 }
 
@@ -153,7 +153,7 @@ fn bad_data_blocks_and_bad_lines() {
     );
     c.roundtrip(
         b"version\r\n",
-        format!("VERSION {}\r\n", memcord::protocol::VERSION).as_bytes(),
+        format!("VERSION {}\r\n", memcord_protocol::VERSION).as_bytes(),
     );
 }
 
@@ -344,7 +344,7 @@ fn stats_report_the_memcached_fields() {
     let find = |name: &str| stats.iter().find(|(n, _)| n == name).unwrap().1.clone();
     assert_eq!(find("memcord_kv_type"), "memory");
     assert_eq!(find("memcord_mode"), "standalone");
-    assert_eq!(find("version"), memcord::protocol::VERSION);
+    assert_eq!(find("version"), memcord_protocol::VERSION);
 }
 
 #[test]

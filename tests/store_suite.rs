@@ -10,8 +10,8 @@ mod common;
 
 use bytes::Bytes;
 use common::memcached::{memcached_binary, MemcachedProcess};
-use memcord::clock::{HybridClock, Timestamp};
-use memcord::store::{
+use memcord_proxy::clock::{HybridClock, Timestamp};
+use memcord_proxy::store::{
     ExpiresAt, Item, MemcachedConfig, MemcachedStore, MemoryConfig, MemoryStore, Store, StoreError,
     StoreOutcome,
 };
@@ -181,7 +181,7 @@ async fn memory_flush_frees_memory_now_but_spares_newer_versions() {
     store.flush_all(cutoff).await.unwrap();
     let stats = store.stats().await;
     assert_eq!(stats.curr_items, 1);
-    assert_eq!(stats.bytes as usize, 5 + 10 + memcord::store::ITEM_OVERHEAD);
+    assert_eq!(stats.bytes as usize, 5 + 10 + memcord_proxy::store::ITEM_OVERHEAD);
     assert!(store.get(&[Bytes::from_static(b"newer")]).await.unwrap()[0].is_some());
 }
 
@@ -189,7 +189,7 @@ async fn memory_flush_frees_memory_now_but_spares_newer_versions() {
 async fn memory_counts_expired_items_it_reclaims() {
     let store = MemoryStore::default();
     let clock = HybridClock::new(1);
-    let expires = ExpiresAt::from_exptime(1, memcord::clock::unix_secs());
+    let expires = ExpiresAt::from_exptime(1, memcord_proxy::clock::unix_secs());
     store
         .set(
             Bytes::from_static(b"k"),
@@ -422,7 +422,7 @@ async fn memcached_envelopes_in_the_backend_and_foreign_values() {
     );
     assert_eq!(
         store.incr(key("foreign"), 1, clock.now()).await,
-        Ok(memcord::store::ArithOutcome::Value(42))
+        Ok(memcord_proxy::store::ArithOutcome::Value(42))
     );
     let got = store.get(&[key("foreign")]).await.unwrap()[0]
         .clone()

@@ -33,7 +33,7 @@ pub fn rust_memcache_crate_at(addr: std::net::SocketAddr, protocol: Protocol, me
 
     let version = client.version().unwrap();
     if memcord {
-        assert_eq!(version[0].1, memcord::protocol::VERSION);
+        assert_eq!(version[0].1, memcord_protocol::VERSION);
     }
 
     client.set("greeting", "hello", 0).unwrap();

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 /// A free loopback port (bound, read and released; not handed out twice by this process).
 pub fn free_port() -> u16 {
-    memcord::check::cluster::free_port().expect("binding an ephemeral port")
+    memcord_check::cluster::free_port().expect("binding an ephemeral port")
 }
 
 /// How a test cluster is set up.

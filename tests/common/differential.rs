@@ -16,11 +16,11 @@
 //! binary stat values.
 
 use bytes::{Bytes, BytesMut};
-use memcord::protocol::binary::{
+use memcord_protocol::binary::{
     compose_request, parse_response as parse_binary, BinaryRequest, BinaryResponse,
     BinaryResponseParse, Opcode,
 };
-use memcord::protocol::{parse_request, Limits, ParseOutcome};
+use memcord_protocol::{parse_request, Limits, ParseOutcome};
 use std::collections::HashMap;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -335,7 +335,7 @@ pub fn request_count(session: &Session) -> usize {
                     } => {
                         consumed
                             + match after {
-                                memcord::protocol::AfterError::Swallow(n) => n,
+                                memcord_protocol::AfterError::Swallow(n) => n,
                                 _ => 0,
                             }
                     }

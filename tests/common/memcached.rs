@@ -33,7 +33,7 @@ pub struct MemcachedProcess {
 
 /// Finds the memcached binary (as `memcord check` does) or panics with the way to install it.
 pub fn memcached_binary() -> PathBuf {
-    memcord::check::cluster::memcached_binary().unwrap_or_else(|_| {
+    memcord_check::cluster::memcached_binary().unwrap_or_else(|_| {
         panic!(
             "the `memcached` binary was not found (PATH, /usr/bin, $MEMCACHED_BIN): these tests \
              compare memcord with the real memcached and are never skipped. Run the README's \

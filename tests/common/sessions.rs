@@ -5,7 +5,7 @@ use super::differential::{
     differences, request_count, run, Session, Step, Transcript, Wire, CAS_HOLE,
 };
 use super::memcached::MemcachedProcess;
-use memcord::protocol::binary::{BinaryRequest, Opcode, ARITH_NO_CREATE};
+use memcord_protocol::binary::{BinaryRequest, Opcode, ARITH_NO_CREATE};
 use std::net::SocketAddr;
 
 pub fn text(name: &'static str, steps: Vec<Step>) -> Session {

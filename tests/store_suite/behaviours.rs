@@ -5,8 +5,8 @@
 
 use super::Fixture;
 use bytes::Bytes;
-use memcord::clock::{unix_ms, unix_secs, Timestamp};
-use memcord::store::{ArithOutcome, ExpiresAt, Item, Store, StoreOutcome, REALTIME_MAXDELTA};
+use memcord_proxy::clock::{unix_ms, unix_secs, Timestamp};
+use memcord_proxy::store::{ArithOutcome, ExpiresAt, Item, Store, StoreOutcome, REALTIME_MAXDELTA};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -614,7 +614,7 @@ pub async fn peek_reports_the_access_record_before_the_read<S: Store>(f: &Fixtur
 /// update: `Modify` keeps the access record (and a bump marks it), `Replace` starts afresh,
 /// `Remove` deletes, `Keep` writes nothing; a too-large item is refused.
 pub async fn update_modifies_replaces_and_removes<S: Store>(f: &Fixture<S>) {
-    use memcord::store::Change;
+    use memcord_proxy::store::Change;
     let seen = f
         .store
         .update(&b("k"), false, |cur| Change::Keep(cur.is_some()))
@@ -676,7 +676,7 @@ pub async fn update_modifies_replaces_and_removes<S: Store>(f: &Fixture<S>) {
 
 /// Concurrent read-modify-writes through `update` lose nothing.
 pub async fn concurrent_updates_lose_nothing<S: Store>(f: &Fixture<S>) {
-    use memcord::store::Change;
+    use memcord_proxy::store::Change;
     f.store.set(b("n"), f.item("0", 0)).await.unwrap();
     let mut tasks = Vec::new();
     for _ in 0..8 {
