@@ -729,7 +729,9 @@ fn the_meta_l_flag_picks_a_commands_level() {
     );
     c.roundtrip(b"ms mk 2 Lquorum c\r\nv3\r\n", b"HD c");
     let rest = c.read_until(b"\r\n");
-    assert!(rest.iter().all(|b| b.is_ascii_digit() || b"\r\n".contains(b)));
+    assert!(rest
+        .iter()
+        .all(|b| b.is_ascii_digit() || b"\r\n".contains(b)));
     c.send(b"mg mk v Lall\r\n");
     let refused = String::from_utf8(c.read_until(b"\r\n")).unwrap();
     assert!(refused.contains("consistency level not met"), "{refused}");

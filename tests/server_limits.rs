@@ -5,8 +5,8 @@
 mod common;
 
 use common::peer::{stat, PeerProcess, RawClient, REPLY_DEADLINE};
-use memcord_proxy::modes::{Coordinator, Session};
 use memcord_protocol::{Request, Response};
+use memcord_proxy::modes::{Coordinator, Session};
 use memcord_proxy::server::{self, Settings, TOO_MANY_CONNECTIONS};
 use std::io::Read;
 use std::sync::Arc;

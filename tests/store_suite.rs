@@ -181,7 +181,10 @@ async fn memory_flush_frees_memory_now_but_spares_newer_versions() {
     store.flush_all(cutoff).await.unwrap();
     let stats = store.stats().await;
     assert_eq!(stats.curr_items, 1);
-    assert_eq!(stats.bytes as usize, 5 + 10 + memcord_proxy::store::ITEM_OVERHEAD);
+    assert_eq!(
+        stats.bytes as usize,
+        5 + 10 + memcord_proxy::store::ITEM_OVERHEAD
+    );
     assert!(store.get(&[Bytes::from_static(b"newer")]).await.unwrap()[0].is_some());
 }
 

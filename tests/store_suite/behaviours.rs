@@ -598,7 +598,10 @@ pub async fn peek_reports_the_access_record_before_the_read<S: Store>(f: &Fixtur
     assert_eq!(quiet[1], None);
     let (item, access) = f.store.peek(&b("k"), false).await.unwrap().unwrap();
     assert_eq!((item.value, item.flags), (b("v"), 3));
-    assert!(!access.fetched, "neither peek_items nor peek without a bump fetches");
+    assert!(
+        !access.fetched,
+        "neither peek_items nor peek without a bump fetches"
+    );
     let (_, access) = f.store.peek(&b("k"), true).await.unwrap().unwrap();
     assert!(!access.fetched, "the record before this read");
     let (_, access) = f.store.peek(&b("k"), false).await.unwrap().unwrap();
@@ -606,9 +609,25 @@ pub async fn peek_reports_the_access_record_before_the_read<S: Store>(f: &Fixtur
     // A classic get is a fetch too; a new value starts unfetched again.
     f.store.set(b("k"), f.item("w", 0)).await.unwrap();
     get_one(f, "k").await.unwrap();
-    assert!(f.store.peek(&b("k"), false).await.unwrap().unwrap().1.fetched);
+    assert!(
+        f.store
+            .peek(&b("k"), false)
+            .await
+            .unwrap()
+            .unwrap()
+            .1
+            .fetched
+    );
     f.store.set(b("k"), f.item("x", 0)).await.unwrap();
-    assert!(!f.store.peek(&b("k"), false).await.unwrap().unwrap().1.fetched);
+    assert!(
+        !f.store
+            .peek(&b("k"), false)
+            .await
+            .unwrap()
+            .unwrap()
+            .1
+            .fetched
+    );
 }
 
 /// update: `Modify` keeps the access record (and a bump marks it), `Replace` starts afresh,
@@ -643,7 +662,10 @@ pub async fn update_modifies_replaces_and_removes<S: Store>(f: &Fixture<S>) {
         .unwrap();
     assert_eq!(answer, Some(true), "the get above fetched it");
     let (item, access) = f.store.peek(&b("k"), false).await.unwrap().unwrap();
-    assert!(item.stale && access.fetched, "a change in place keeps the record");
+    assert!(
+        item.stale && access.fetched,
+        "a change in place keeps the record"
+    );
     assert_eq!(item.version, ts);
     let two = f.item("two", 2);
     f.store

@@ -4,12 +4,12 @@ use super::report::{Report, Tally};
 use super::workload::{Chooser, Op, Workload, MAX_VALUE_SIZE};
 use super::Protocol;
 use super::{BenchError, Plan};
+use bytes::{Buf, BytesMut};
 use memcord_protocol::binary::{
     self, compose_request as compose_binary, BinaryRequest, BinaryResponseParse, Opcode,
 };
 use memcord_protocol::meta::{MetaFlags, MetaGet, MetaSet, SetMode};
 use memcord_protocol::{parse_response, Limits, Request, Response, ResponseOutcome, StoreOp};
-use bytes::{Buf, BytesMut};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;

@@ -2,8 +2,8 @@
 //! exchange bounded by a deadline, replies parsed with [`memcord_protocol::parse_response`]
 //! (so a hostile or broken server cannot make it allocate more than the limits allow).
 
-use memcord_protocol::{parse_response, Limits, Request, Response, ResponseOutcome};
 use bytes::{Buf, BytesMut};
+use memcord_protocol::{parse_response, Limits, Request, Response, ResponseOutcome};
 use std::net::SocketAddr;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};

@@ -19,8 +19,8 @@
 
 use super::conn::TextConn;
 use super::history::{History, Input, Operation, Output};
-use memcord_protocol::{ArithOp, Request, Response, StoreOp};
 use bytes::Bytes;
+use memcord_protocol::{ArithOp, Request, Response, StoreOp};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use std::collections::HashMap;

@@ -1,8 +1,8 @@
 //! How the console prints replies: the server's own words, one per line, without `\r`, with
 //! values shown as text (escaped when they are not printable); and `stats cluster` as a table.
 
-use memcord_protocol::Response;
 use bytes::BytesMut;
+use memcord_protocol::Response;
 
 /// The reply as the lines a person reads (no trailing newline; empty for `Response::None`).
 pub fn reply_text(response: &Response) -> String {
@@ -38,7 +38,8 @@ pub fn reply_text(response: &Response) -> String {
             let mut bytes = BytesMut::new();
             if let Some(value) = &value {
                 // The header as composed, with the size the value gives it.
-                head.tokens.insert(0, bytes::Bytes::from(value.len().to_string()));
+                head.tokens
+                    .insert(0, bytes::Bytes::from(value.len().to_string()));
             }
             head.compose(&mut bytes);
             let mut out = String::from_utf8_lossy(&bytes).trim_end().to_string();
@@ -190,8 +191,8 @@ pub fn table(rows: &[Vec<String>]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use memcord_protocol::Value;
     use bytes::Bytes;
+    use memcord_protocol::Value;
 
     #[test]
     fn replies_read_like_the_wire() {

@@ -19,11 +19,15 @@ fn text(c: &mut Criterion) {
     let mg = [b"mg ".as_slice(), &key(), b" f v\r\n"].concat();
     let mut group = c.benchmark_group("parse");
     group.throughput(Throughput::Elements(1));
-    group.bench_function("text get", |b| b.iter(|| parse_request(black_box(&get), &limits)));
+    group.bench_function("text get", |b| {
+        b.iter(|| parse_request(black_box(&get), &limits))
+    });
     group.bench_function("text set 1 KiB", |b| {
         b.iter(|| parse_request(black_box(&set), &limits))
     });
-    group.bench_function("meta mg", |b| b.iter(|| parse_request(black_box(&mg), &limits)));
+    group.bench_function("meta mg", |b| {
+        b.iter(|| parse_request(black_box(&mg), &limits))
+    });
     let mut frame = BytesMut::new();
     binary::compose_request(&BinaryRequest::keyed(Opcode::Get, key()), &mut frame);
     group.bench_function("binary get", |b| {

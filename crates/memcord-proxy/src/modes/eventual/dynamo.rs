@@ -79,7 +79,7 @@ impl<S: Store> Shared<S> {
         level: Level,
     ) -> Result<Outcome, DynamoError> {
         let me = self.transport.me();
-        let replicas = self.ring.replicas(&key);
+        let replicas = self.placement.ring.replicas(&key);
         let local = replicas.contains(&me);
         if local && level == Level::One {
             return self.coordinate(key, command, level, &replicas).await;
@@ -180,7 +180,7 @@ impl<S: Store> Shared<S> {
 
     /// Keeps `entry` for `peer` until it is up again.
     fn hint(&self, peer: PeerId, entry: LogEntry) {
-        let counter = match self.hints.add(peer, entry) {
+        let counter = match self.outbox.hints.add(peer, entry) {
             super::hints::Added::Stored => &self.counters.hints_stored,
             super::hints::Added::Superseded => return,
             super::hints::Added::Dropped => &self.counters.hints_dropped,
@@ -232,11 +232,16 @@ impl<S: Store> Shared<S> {
 
     /// This peer's state of `key`: the item it holds, else the tombstone it logged.
     pub(super) async fn local_state(&self, key: &Bytes) -> Result<Option<EntryState>, StoreError> {
-        let mut items = self.store.peek_items(std::slice::from_ref(key)).await?;
+        let mut items = self
+            .replica
+            .store
+            .peek_items(std::slice::from_ref(key))
+            .await?;
         if let Some(item) = items.pop().flatten() {
             return Ok(Some(EntryState::Item(item)));
         }
         Ok(self
+            .replica
             .log
             .get(key)
             .filter(|e| e.tombstone)
@@ -250,8 +255,8 @@ impl<S: Store> Shared<S> {
         level: Level,
     ) -> Result<Vec<Option<Item>>, DynamoError> {
         let me = self.transport.me();
-        if level == Level::One && keys.iter().all(|k| self.ring.holds(me, k)) {
-            return Ok(self.store.get(keys).await?);
+        if level == Level::One && keys.iter().all(|k| self.placement.ring.holds(me, k)) {
+            return Ok(self.replica.store.get(keys).await?);
         }
         let mut out = Vec::with_capacity(keys.len());
         for key in keys {
@@ -268,15 +273,19 @@ impl<S: Store> Shared<S> {
         level: Level,
         bump: bool,
     ) -> Result<Option<(Item, Access)>, DynamoError> {
-        let held = self.ring.holds(self.transport.me(), key);
+        let held = self.placement.ring.holds(self.transport.me(), key);
         if level == Level::One && held {
-            return Ok(self.store.peek(key, bump).await?);
+            return Ok(self.replica.store.peek(key, bump).await?);
         }
         let Some(item) = self.read_key(key, level).await? else {
             return Ok(None);
         };
         let access = if held {
-            self.store.peek(key, bump).await?.map(|(_, access)| access)
+            self.replica
+                .store
+                .peek(key, bump)
+                .await?
+                .map(|(_, access)| access)
         } else {
             None
         };
@@ -286,7 +295,7 @@ impl<S: Store> Shared<S> {
     /// Reads one key at `level`: see the module docs.
     async fn read_key(&self, key: &Bytes, level: Level) -> Result<Option<Item>, DynamoError> {
         let me = self.transport.me();
-        let replicas = self.ring.replicas(key);
+        let replicas = self.placement.ring.replicas(key);
         let needed = level.required(replicas.len());
         let membership = self.transport.membership().clone();
         let (tx, mut rx) = tokio::sync::mpsc::channel(replicas.len().max(1));
@@ -338,7 +347,7 @@ impl<S: Store> Shared<S> {
             .max_by_key(|(_, s)| version_of(s))
             .and_then(|(_, s)| s.clone());
         if let Some(state) = &newest {
-            self.clock.observe(state.version());
+            self.replica.clock.observe(state.version());
             let version = state.version();
             let stale: Vec<PeerId> = replies
                 .iter()
@@ -471,10 +480,10 @@ impl<S: Store> Shared<S> {
             return PeerResponse::Error("a forwarded write names one key".into());
         };
         if let Some(version) = command.version() {
-            self.clock.observe(version);
+            self.replica.clock.observe(version);
         }
-        let command = command.with_version(self.clock.now());
-        let replicas = self.ring.replicas(&key);
+        let command = command.with_version(self.replica.clock.now());
+        let replicas = self.placement.ring.replicas(&key);
         let result = self
             .coordinate(key, command, byte_level(level), &replicas)
             .await
@@ -534,11 +543,11 @@ pub(super) async fn hand_off<S: Store>(shared: std::sync::Weak<Shared<S>>) {
         if shared.state() == PeerState::Failed {
             continue;
         }
-        for peer in shared.hints.targets() {
+        for peer in shared.outbox.hints.targets() {
             if !shared.transport.membership().is_up(peer) {
                 continue;
             }
-            let entries = shared.hints.take(peer);
+            let entries = shared.outbox.hints.take(peer);
             let mut left = entries.as_slice();
             while !left.is_empty() {
                 let (batch, rest) = left.split_at(left.len().min(256));
@@ -552,7 +561,7 @@ pub(super) async fn hand_off<S: Store>(shared: std::sync::Weak<Shared<S>>) {
                     .await;
                 if !matches!(answer, Ok(PeerResponse::Applied(_))) {
                     tracing::debug!(peer, "hint hand-off interrupted; kept for later");
-                    shared.hints.restore(peer, left.to_vec());
+                    shared.outbox.hints.restore(peer, left.to_vec());
                     break;
                 }
                 shared
@@ -576,13 +585,14 @@ const FOREIGN_BATCH: usize = 1000;
 /// moves by being copied to its new replica (through that replica's sync of its ranges)
 /// and only then leaves its old one. Returns how many keys were dropped.
 pub(super) async fn drop_foreign_keys<S: Store>(shared: &Shared<S>) -> usize {
-    if shared.ring.is_full() {
+    if shared.placement.ring.is_full() {
         return 0;
     }
     let me = shared.transport.me();
     let foreign = shared
+        .replica
         .log
-        .keys_where(FOREIGN_BATCH, |k| !shared.ring.holds(me, k));
+        .keys_where(FOREIGN_BATCH, |k| !shared.placement.ring.holds(me, k));
     if foreign.is_empty() {
         return 0;
     }
@@ -590,7 +600,7 @@ pub(super) async fn drop_foreign_keys<S: Store>(shared: &Shared<S>) -> usize {
     let mut asks: std::collections::BTreeMap<PeerId, Vec<usize>> = Default::default();
     let mut unconfirmed: Vec<usize> = Vec::with_capacity(foreign.len());
     for (i, (key, _)) in foreign.iter().enumerate() {
-        let replicas = shared.ring.replicas(key);
+        let replicas = shared.placement.ring.replicas(key);
         if replicas.iter().any(|&p| !membership.is_up(p)) {
             unconfirmed.push(usize::MAX); // a replica is down: keep the key for now
             continue;
@@ -626,16 +636,21 @@ pub(super) async fn drop_foreign_keys<S: Store>(shared: &Shared<S>) -> usize {
         }
         let _guard = shared.stripe(&key).lock().await;
         // Only if nothing newer arrived meanwhile.
-        if shared.log.get(&key) != Some(entry) {
+        if shared.replica.log.get(&key) != Some(entry) {
             continue;
         }
         if !entry.tombstone {
-            if let Err(err) = shared.store.delete(key.clone(), entry.version).await {
+            if let Err(err) = shared
+                .replica
+                .store
+                .delete(key.clone(), entry.version)
+                .await
+            {
                 tracing::debug!(%err, "could not drop a moved key");
                 continue;
             }
         }
-        shared.log.forget(&key, entry.mark);
+        shared.replica.log.forget(&key, entry.mark);
         dropped += 1;
     }
     if dropped > 0 {

@@ -28,7 +28,7 @@ pub(super) async fn sync_with<S: Store>(
     let mut received = 0usize;
     loop {
         // With partial replication, ask only for the ranges this peer holds.
-        let request = if shared.ring.is_full() {
+        let request = if shared.placement.ring.is_full() {
             PeerRequest::SyncSince {
                 since,
                 max_entries: shared.config.page_size as u32,
@@ -37,7 +37,7 @@ pub(super) async fn sync_with<S: Store>(
             PeerRequest::SyncRanges {
                 since,
                 max_entries: shared.config.page_size as u32,
-                ring: shared.ring.spec().clone(),
+                ring: shared.placement.ring.spec().clone(),
             }
         };
         let answer = shared
@@ -101,15 +101,15 @@ pub(super) async fn sync_with<S: Store>(
 /// last-writer-wins and in the sync of the ranges this peer holds (after a ring change, the
 /// keys that moved to a new peer are copied from here).
 async fn index_store<S: Store>(shared: &Shared<S>) {
-    if shared.store.stats().await.curr_items == 0 {
+    if shared.replica.store.stats().await.curr_items == 0 {
         return;
     }
-    match shared.store.dump().await {
+    match shared.replica.store.dump().await {
         Ok(items) => {
             let count = items.len();
             for (key, item) in items {
-                shared.clock.observe(item.version);
-                shared.log.record(key, item.version, false);
+                shared.replica.clock.observe(item.version);
+                shared.replica.log.record(key, item.version, false);
             }
             tracing::info!(items = count, "logged the items the store already held");
         }
@@ -129,6 +129,7 @@ pub(super) async fn catch_up<S: Store>(shared: Arc<Shared<S>>, starting: bool) {
     }
     if !starting {
         let away = shared
+            .status
             .failed_at
             .lock()
             .take()
@@ -140,7 +141,12 @@ pub(super) async fn catch_up<S: Store>(shared: Arc<Shared<S>>, starting: bool) {
             tracing::warn!(
                 "away longer than the tombstone ttl: dropping local data for a full copy"
             );
-            if let Err(err) = shared.store.flush_all(shared.clock.now()).await {
+            if let Err(err) = shared
+                .replica
+                .store
+                .flush_all(shared.replica.clock.now())
+                .await
+            {
                 tracing::error!(%err, "could not clear the local store");
             }
             shared.watermarks.lock().clear();
@@ -208,9 +214,10 @@ pub(super) async fn periodic<S: Store>(shared: Arc<Shared<S>>) {
         if Arc::strong_count(&shared) == 1 {
             return; // the coordinator is gone
         }
-        shared
-            .items
-            .store(shared.store.stats().await.curr_items, Ordering::Relaxed);
+        shared.status.items.store(
+            shared.replica.store.stats().await.curr_items,
+            Ordering::Relaxed,
+        );
         if shared.state() != PeerState::Serving {
             continue;
         }
@@ -220,7 +227,7 @@ pub(super) async fn periodic<S: Store>(shared: Arc<Shared<S>>) {
             }
         }
         let horizon = unix_ms().saturating_sub(shared.config.tombstone_ttl.as_millis() as u64);
-        shared.log.prune_tombstones(horizon);
+        shared.replica.log.prune_tombstones(horizon);
         super::dynamo::drop_foreign_keys(&shared).await;
     }
 }
@@ -233,8 +240,14 @@ pub(super) fn cluster_stats<S: Store>(shared: &Shared<S>) -> Vec<(String, String
         ("cluster_mode".into(), "eventual".into()),
         ("cluster_peer_id".into(), me.to_string()),
         ("cluster_state".into(), shared.state().name().into()),
-        ("cluster_clock".into(), shared.clock.peek().to_string()),
-        ("cluster_log_keys".into(), shared.log.len().to_string()),
+        (
+            "cluster_clock".into(),
+            shared.replica.clock.peek().to_string(),
+        ),
+        (
+            "cluster_log_keys".into(),
+            shared.replica.log.len().to_string(),
+        ),
         (
             "cluster_pushes_sent".into(),
             c.pushes_sent.load(Ordering::Relaxed).to_string(),
@@ -261,11 +274,11 @@ pub(super) fn cluster_stats<S: Store>(shared: &Shared<S>) -> Vec<(String, String
         ),
         (
             "cluster_replication_factor".into(),
-            shared.ring.replication().to_string(),
+            shared.placement.ring.replication().to_string(),
         ),
         (
             "cluster_vnodes".into(),
-            shared.ring.spec().vnodes.to_string(),
+            shared.placement.ring.spec().vnodes.to_string(),
         ),
         (
             "cluster_read_consistency".into(),
@@ -289,7 +302,7 @@ pub(super) fn cluster_stats<S: Store>(shared: &Shared<S>) -> Vec<(String, String
         ),
         (
             "cluster_hints_pending".into(),
-            shared.hints.len().to_string(),
+            shared.outbox.hints.len().to_string(),
         ),
         (
             "cluster_hints_stored".into(),
@@ -316,7 +329,7 @@ pub(super) fn cluster_stats<S: Store>(shared: &Shared<S>) -> Vec<(String, String
     ));
     lines.push((
         format!("{prefix}.items"),
-        shared.items.load(Ordering::Relaxed).to_string(),
+        shared.status.items.load(Ordering::Relaxed).to_string(),
     ));
     let watermarks = shared.watermarks.lock().clone();
     for status in shared.transport.membership().statuses() {
