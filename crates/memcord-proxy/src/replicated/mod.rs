@@ -289,6 +289,16 @@ pub async fn apply<S: Store>(store: &S, command: Command) -> StoreResult<Outcome
             store.flush_all(cutoff).await?;
             Outcome::Flushed
         }
+        meta @ (Command::MetaGet { .. }
+        | Command::MetaSet { .. }
+        | Command::MetaDelete { .. }
+        | Command::MetaArith { .. }) => apply_meta(store, meta).await?,
+    })
+}
+
+/// Applies one meta command through the store's read-modify-write (see [`meta`]).
+async fn apply_meta<S: Store>(store: &S, command: Command) -> StoreResult<Outcome> {
+    Ok(match command {
         Command::MetaGet {
             key,
             touch,
@@ -340,6 +350,12 @@ pub async fn apply<S: Store>(store: &S, command: Command) -> StoreResult<Outcome
                 .update(&key, false, |current| meta::arith(current, spec, version))
                 .await?,
         ),
+        // `apply` hands this function the meta commands only.
+        other => {
+            return Err(crate::store::StoreError::Unsupported(format!(
+                "{other:?} is not a meta command"
+            )))
+        }
     })
 }
 

@@ -204,14 +204,25 @@ impl ConnCounters {
                 }
             }
             Tally::Flush => self.cmd_flush += 1,
-            Tally::MetaGet(touch) => self.record_meta_get(touch, meta_status(response)),
+            Tally::MetaGet(_) | Tally::MetaSet(_) | Tally::MetaDelete | Tally::MetaArith(_) => {
+                self.record_meta(tally, meta_status(response))
+            }
+            Tally::MetaDebug => self.cmd_meta += 1,
+            Tally::None => {}
+        }
+    }
+
+    /// Counts one meta command by the status of its reply, as memcached counts each.
+    fn record_meta(&mut self, tally: Tally, status: Option<MetaStatus>) {
+        match tally {
+            Tally::MetaGet(touch) => self.record_meta_get(touch, status),
             Tally::MetaSet(is_cas) => {
                 self.cmd_set += 1;
-                if meta_status(response) == Some(MetaStatus::Done) {
+                if status == Some(MetaStatus::Done) {
                     self.total_items += 1;
                 }
                 if is_cas {
-                    match meta_status(response) {
+                    match status {
                         Some(MetaStatus::Done) => self.cas_hits += 1,
                         Some(MetaStatus::Exists) => self.cas_badval += 1,
                         Some(MetaStatus::NotFound) => self.cas_misses += 1,
@@ -219,7 +230,7 @@ impl ConnCounters {
                     }
                 }
             }
-            Tally::MetaDelete => match meta_status(response) {
+            Tally::MetaDelete => match status {
                 Some(MetaStatus::Done) => self.delete_hits += 1,
                 Some(_) => self.delete_misses += 1,
                 None => {}
@@ -230,14 +241,13 @@ impl ConnCounters {
                 } else {
                     (&mut self.decr_hits, &mut self.decr_misses)
                 };
-                match meta_status(response) {
+                match status {
                     Some(MetaStatus::Found) => *hits += 1,
                     Some(MetaStatus::NotFound) => *misses += 1,
                     _ => {}
                 }
             }
-            Tally::MetaDebug => self.cmd_meta += 1,
-            Tally::None => {}
+            _ => {}
         }
     }
 

@@ -11,9 +11,11 @@
 //! deleted in between).
 
 mod dynamo;
+mod handoff;
 mod hints;
 mod levels;
 mod log;
+mod read;
 mod replica;
 mod serve;
 mod service;
@@ -279,7 +281,7 @@ impl<S: Store> Eventual<S> {
             counters: Counters::default(),
         });
         tokio::spawn(merge_pushes(Arc::downgrade(&shared), push_rx));
-        tokio::spawn(dynamo::hand_off(Arc::downgrade(&shared)));
+        tokio::spawn(handoff::hand_off(Arc::downgrade(&shared)));
         transport.start(listener, shared.clone());
         tokio::spawn(sync::catch_up(shared.clone(), true));
         tokio::spawn(sync::periodic(shared.clone()));

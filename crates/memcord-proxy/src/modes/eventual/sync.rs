@@ -228,7 +228,7 @@ pub(super) async fn periodic<S: Store>(shared: Arc<Shared<S>>) {
         }
         let horizon = unix_ms().saturating_sub(shared.config.tombstone_ttl.as_millis() as u64);
         shared.replica.log.prune_tombstones(horizon);
-        super::dynamo::drop_foreign_keys(&shared).await;
+        super::handoff::drop_foreign_keys(&shared).await;
     }
 }
 
@@ -236,6 +236,12 @@ pub(super) async fn periodic<S: Store>(shared: Arc<Shared<S>>) {
 pub(super) fn cluster_stats<S: Store>(shared: &Shared<S>) -> Vec<(String, String)> {
     let me = shared.transport.me();
     let c = &shared.counters;
+    let count = |name: &str, counter: &std::sync::atomic::AtomicU64| {
+        (
+            format!("cluster_{name}"),
+            counter.load(Ordering::Relaxed).to_string(),
+        )
+    };
     let mut lines: Vec<(String, String)> = vec![
         ("cluster_mode".into(), "eventual".into()),
         ("cluster_peer_id".into(), me.to_string()),
@@ -248,38 +254,20 @@ pub(super) fn cluster_stats<S: Store>(shared: &Shared<S>) -> Vec<(String, String
             "cluster_log_keys".into(),
             shared.replica.log.len().to_string(),
         ),
-        (
-            "cluster_pushes_sent".into(),
-            c.pushes_sent.load(Ordering::Relaxed).to_string(),
-        ),
-        (
-            "cluster_pushes_dropped".into(),
-            c.pushes_dropped.load(Ordering::Relaxed).to_string(),
-        ),
-        (
-            "cluster_pushes_refused".into(),
-            c.pushes_refused.load(Ordering::Relaxed).to_string(),
-        ),
-        (
-            "cluster_entries_applied".into(),
-            c.entries_applied.load(Ordering::Relaxed).to_string(),
-        ),
-        (
-            "cluster_entries_stale".into(),
-            c.entries_stale.load(Ordering::Relaxed).to_string(),
-        ),
-        (
-            "cluster_syncs_completed".into(),
-            c.syncs_completed.load(Ordering::Relaxed).to_string(),
-        ),
+        count("pushes_sent", &c.pushes_sent),
+        count("pushes_dropped", &c.pushes_dropped),
+        count("pushes_refused", &c.pushes_refused),
+        count("entries_applied", &c.entries_applied),
+        count("entries_stale", &c.entries_stale),
+        count("syncs_completed", &c.syncs_completed),
+    ];
+    let ring = &shared.placement.ring;
+    lines.extend([
         (
             "cluster_replication_factor".into(),
-            shared.placement.ring.replication().to_string(),
+            ring.replication().to_string(),
         ),
-        (
-            "cluster_vnodes".into(),
-            shared.placement.ring.spec().vnodes.to_string(),
-        ),
+        ("cluster_vnodes".into(), ring.spec().vnodes.to_string()),
         (
             "cluster_read_consistency".into(),
             shared.config.read_level.name().into(),
@@ -288,49 +276,36 @@ pub(super) fn cluster_stats<S: Store>(shared: &Shared<S>) -> Vec<(String, String
             "cluster_write_consistency".into(),
             shared.config.write_level.name().into(),
         ),
-        (
-            "cluster_forwarded".into(),
-            c.forwarded.load(Ordering::Relaxed).to_string(),
-        ),
-        (
-            "cluster_level_failures".into(),
-            c.level_failures.load(Ordering::Relaxed).to_string(),
-        ),
-        (
-            "cluster_read_repairs".into(),
-            c.read_repairs.load(Ordering::Relaxed).to_string(),
-        ),
+        count("forwarded", &c.forwarded),
+        count("level_failures", &c.level_failures),
+        count("read_repairs", &c.read_repairs),
         (
             "cluster_hints_pending".into(),
             shared.outbox.hints.len().to_string(),
         ),
+        count("hints_stored", &c.hints_stored),
+        count("hints_dropped", &c.hints_dropped),
+        count("hints_replayed", &c.hints_replayed),
+        count("keys_moved_out", &c.keys_moved_out),
+    ]);
+    lines.extend(peer_lines(shared, me));
+    lines
+}
+
+/// The `peer.N.*` lines: this peer's own, then each other peer's status and sync lag.
+fn peer_lines<S: Store>(shared: &Shared<S>, me: PeerId) -> Vec<(String, String)> {
+    let prefix = format!("peer.{me}");
+    let mut lines = vec![
+        (format!("{prefix}.status"), "self".into()),
         (
-            "cluster_hints_stored".into(),
-            c.hints_stored.load(Ordering::Relaxed).to_string(),
+            format!("{prefix}.serving"),
+            (shared.state() == PeerState::Serving).to_string(),
         ),
         (
-            "cluster_hints_dropped".into(),
-            c.hints_dropped.load(Ordering::Relaxed).to_string(),
-        ),
-        (
-            "cluster_hints_replayed".into(),
-            c.hints_replayed.load(Ordering::Relaxed).to_string(),
-        ),
-        (
-            "cluster_keys_moved_out".into(),
-            c.keys_moved_out.load(Ordering::Relaxed).to_string(),
+            format!("{prefix}.items"),
+            shared.status.items.load(Ordering::Relaxed).to_string(),
         ),
     ];
-    let prefix = format!("peer.{me}");
-    lines.push((format!("{prefix}.status"), "self".into()));
-    lines.push((
-        format!("{prefix}.serving"),
-        (shared.state() == PeerState::Serving).to_string(),
-    ));
-    lines.push((
-        format!("{prefix}.items"),
-        shared.status.items.load(Ordering::Relaxed).to_string(),
-    ));
     let watermarks = shared.watermarks.lock().clone();
     for status in shared.transport.membership().statuses() {
         let p = format!("peer.{}", status.id);
