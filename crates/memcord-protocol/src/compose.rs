@@ -12,22 +12,7 @@ impl Response {
     pub fn compose(&self, out: &mut BytesMut) {
         let word: &[u8] = match self {
             Response::Values(values) => {
-                for value in values {
-                    out.reserve(value.key.len() + value.data.len() + 64);
-                    out.extend_from_slice(b"VALUE ");
-                    out.extend_from_slice(&value.key);
-                    out.extend_from_slice(b" ");
-                    put_u64(out, u64::from(value.flags));
-                    out.extend_from_slice(b" ");
-                    put_u64(out, value.data.len() as u64);
-                    if let Some(cas) = value.cas {
-                        out.extend_from_slice(b" ");
-                        put_u64(out, cas);
-                    }
-                    out.extend_from_slice(b"\r\n");
-                    out.extend_from_slice(&value.data);
-                    out.extend_from_slice(b"\r\n");
-                }
+                put_values(out, values);
                 b"END\r\n"
             }
             Response::Stored => b"STORED\r\n",
@@ -43,31 +28,18 @@ impl Response {
                 put_u64(out, *n);
                 b"\r\n"
             }
-            Response::Version(version) => {
-                out.extend_from_slice(b"VERSION ");
-                out.extend_from_slice(version.as_bytes());
-                b"\r\n"
-            }
+            Response::Version(version) => put_line(out, b"VERSION ", version),
             Response::Stats(stats) => {
                 for (name, value) in stats {
-                    out.extend_from_slice(b"STAT ");
-                    out.extend_from_slice(name.as_bytes());
+                    put_line(out, b"STAT ", name);
                     out.extend_from_slice(b" ");
                     out.extend_from_slice(value.as_bytes());
                     out.extend_from_slice(b"\r\n");
                 }
                 b"END\r\n"
             }
-            Response::ClientError(reason) => {
-                out.extend_from_slice(b"CLIENT_ERROR ");
-                out.extend_from_slice(reason.as_bytes());
-                b"\r\n"
-            }
-            Response::ServerError(reason) => {
-                out.extend_from_slice(b"SERVER_ERROR ");
-                out.extend_from_slice(reason.as_bytes());
-                b"\r\n"
-            }
+            Response::ClientError(reason) => put_line(out, b"CLIENT_ERROR ", reason),
+            Response::ServerError(reason) => put_line(out, b"SERVER_ERROR ", reason),
             Response::Meta(reply) => {
                 reply.compose(out);
                 b""
@@ -78,10 +50,7 @@ impl Response {
             }
             Response::MetaNoop => b"MN\r\n",
             Response::None => b"",
-            Response::Line(text) => {
-                out.extend_from_slice(text.as_bytes());
-                b"\r\n"
-            }
+            Response::Line(text) => put_line(out, b"", text),
             Response::Block(lines) => {
                 out.extend_from_slice(lines);
                 b"END\r\n"
@@ -89,6 +58,33 @@ impl Response {
         };
         out.extend_from_slice(word);
     }
+}
+
+/// `VALUE <key> <flags> <bytes> [<cas>]\r\n<data>\r\n` for each value.
+fn put_values(out: &mut BytesMut, values: &[super::Value]) {
+    for value in values {
+        out.reserve(value.key.len() + value.data.len() + 64);
+        out.extend_from_slice(b"VALUE ");
+        out.extend_from_slice(&value.key);
+        out.extend_from_slice(b" ");
+        put_u64(out, u64::from(value.flags));
+        out.extend_from_slice(b" ");
+        put_u64(out, value.data.len() as u64);
+        if let Some(cas) = value.cas {
+            out.extend_from_slice(b" ");
+            put_u64(out, cas);
+        }
+        out.extend_from_slice(b"\r\n");
+        out.extend_from_slice(&value.data);
+        out.extend_from_slice(b"\r\n");
+    }
+}
+
+/// Appends `<word><text>`; returns the line end for the caller to append after it.
+fn put_line(out: &mut BytesMut, word: &[u8], text: &str) -> &'static [u8] {
+    out.extend_from_slice(word);
+    out.extend_from_slice(text.as_bytes());
+    b"\r\n"
 }
 
 /// Appends ` noreply` when asked for.
