@@ -41,7 +41,9 @@ const RECORD_BYTES: usize = 1 << 20;
 /// Entries a rewrite of the log left out (they are at or before its purge point) while
 /// openraft may still read them: where they lie in the replaced file, kept open for them.
 pub(super) struct Retired {
+    /// The replaced file, unlinked but open.
     file: Arc<File>,
+    /// Where the left-out entries lie in it.
     locations: BTreeMap<u64, Location>,
 }
 
@@ -158,10 +160,13 @@ pub(super) struct Built {
 /// A rewrite of the log with only its live state, built on a thread of its own while the
 /// writer goes on appending to the old file (see the module docs).
 pub(super) struct Compaction {
+    /// The rewrite thread's result, once the new file is built.
     built: mpsc::Receiver<std::io::Result<Built>>,
     /// Where the records written meanwhile begin in the old file.
     tail_start: u64,
+    /// The records written meanwhile, to copy after the rewritten part.
     tail: Vec<u8>,
+    /// How many records `tail` holds.
     tail_records: usize,
 }
 

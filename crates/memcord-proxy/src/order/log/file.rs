@@ -23,8 +23,9 @@ use std::os::unix::fs::FileExt;
 use std::path::Path;
 use std::sync::Arc;
 
-/// Smallest and largest step by which the file is preallocated.
+/// Smallest step by which the file is preallocated.
 const MIN_GROWTH: u64 = 1 << 20;
+/// Largest step by which the file is preallocated.
 const MAX_GROWTH: u64 = 8 << 20;
 /// Zeros written per call while preallocating.
 const ZERO_BLOCK: usize = 1 << 20;

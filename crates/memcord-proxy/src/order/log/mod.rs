@@ -71,6 +71,7 @@ struct Shared {
 /// The log storage handed to openraft; clones share one log.
 #[derive(Clone)]
 pub struct LogStore {
+    /// The log, the vote and the writer's queue.
     shared: Arc<Shared>,
 }
 

@@ -20,6 +20,7 @@ fn io_err(e: impl std::error::Error + 'static) -> StorageError<NodeId> {
     StorageIOError::write_logs(openraft::AnyError::new(&e)).into()
 }
 
+/// A read failure, as openraft takes it.
 fn read_err(e: std::io::Error) -> StorageError<NodeId> {
     StorageIOError::read_logs(openraft::AnyError::new(&e)).into()
 }

@@ -44,20 +44,37 @@ fn in_memory(store: &LogStore) -> Vec<u64> {
 async fn applied_entries_leave_memory_and_are_read_back_from_the_file() {
     let dir = tempfile::tempdir().unwrap();
     let mut store = LogStore::open(dir.path(), false, 4096).unwrap();
+    let mut expected = fill_until_applied_entries_leave_memory(&mut store).await;
+    truncate_into_a_new_term(&mut store, &mut expected).await;
+    purge_until_the_file_is_rewritten(&mut store, &mut expected).await;
+    read_across_the_rewrite(&mut store, &expected).await;
+    drop(store);
+
+    // The rewritten file replays to the same log.
+    let mut contents = Contents::default();
+    open_log(dir.path(), &mut contents).unwrap();
+    assert_eq!(contents.purged, Some(expected[39].log_id));
+    let replayed: Vec<Entry> = contents.entries.into_values().collect();
+    assert_eq!(replayed, expected[40..].to_vec());
+}
+
+/// Appends 61 entries, marking the first 40 applied on the way: those leave memory and are
+/// read back. Returns the log's entries.
+async fn fill_until_applied_entries_leave_memory(store: &mut LogStore) -> Vec<Entry> {
     let all: Vec<Entry> = (1..=60).map(|i| heavy(i, 1, 500)).collect();
     for chunk in all.chunks(7) {
-        append_durably(&store, chunk.to_vec()).await;
+        append_durably(store, chunk.to_vec()).await;
     }
     assert_eq!(
-        in_memory(&store).len(),
+        in_memory(store).len(),
         60,
         "nothing applied: all stay in memory"
     );
 
     store.applied_marker().store(41, Ordering::Release);
-    append_durably(&store, vec![heavy(61, 1, 500)]).await;
+    append_durably(store, vec![heavy(61, 1, 500)]).await;
     assert_eq!(
-        in_memory(&store),
+        in_memory(store),
         (41..=61).collect::<Vec<_>>(),
         "applied entries left memory, unapplied ones stayed"
     );
@@ -72,29 +89,34 @@ async fn applied_entries_leave_memory_and_are_read_back_from_the_file() {
     assert_eq!(store.memory(), weights, "memory counts what stays in it");
     let mut expected = all.clone();
     expected.push(heavy(61, 1, 500));
-    assert_eq!(read(&mut store, 1..=61).await, expected, "read back whole");
-    assert_eq!(read(&mut store, 5..=9).await, expected[4..9].to_vec());
+    assert_eq!(read(store, 1..=61).await, expected, "read back whole");
+    assert_eq!(read(store, 5..=9).await, expected[4..9].to_vec());
+    expected
+}
 
-    // A truncate (of unapplied entries) and new ones in another term.
+/// A truncate (of unapplied entries) and new ones in another term.
+async fn truncate_into_a_new_term(store: &mut LogStore, expected: &mut Vec<Entry>) {
     store
         .truncate(LogId::new(CommittedLeaderId::new(1, 0), 50))
         .await
         .unwrap();
-    append_durably(&store, (50..=55).map(|i| heavy(i, 2, 300)).collect()).await;
+    append_durably(store, (50..=55).map(|i| heavy(i, 2, 300)).collect()).await;
     expected.truncate(49);
     expected.extend((50..=55).map(|i| heavy(i, 2, 300)));
-    assert_eq!(read(&mut store, 1..=55).await, expected);
+    assert_eq!(read(store, 1..=55).await, *expected);
     let state = store.get_log_state().await.unwrap();
     assert_eq!(state.last_log_id, Some(expected[54].log_id));
+}
 
-    // Purges, then a rewrite of the file with entries on file and in memory: reads keep
-    // working across the switch to the new file.
+/// Purges, then appends until the writer has installed a rewrite of the file with entries
+/// on file and in memory.
+async fn purge_until_the_file_is_rewritten(store: &mut LogStore, expected: &mut Vec<Entry>) {
     let inode = |file: &File| std::os::unix::fs::MetadataExt::ino(&file.metadata().unwrap());
     let first_file = inode(&store.shared.window.lock().reader);
     store.purge(expected[9].log_id).await.unwrap();
     store.purge(expected[19].log_id).await.unwrap();
     for i in 56..=140 {
-        append_durably(&store, vec![heavy(i, 2, 100)]).await;
+        append_durably(store, vec![heavy(i, 2, 100)]).await;
         expected.push(heavy(i, 2, 100));
     }
     store.applied_marker().store(120, Ordering::Release);
@@ -103,7 +125,7 @@ async fn applied_entries_leave_memory_and_are_read_back_from_the_file() {
     loop {
         // Appends drive the writer, which installs the rewrite once it is built.
         let next = expected.len() as u64 + 1;
-        append_durably(&store, vec![heavy(next, 2, 100)]).await;
+        append_durably(store, vec![heavy(next, 2, 100)]).await;
         expected.push(heavy(next, 2, 100));
         if inode(&store.shared.window.lock().reader) != first_file {
             break;
@@ -114,12 +136,17 @@ async fn applied_entries_leave_memory_and_are_read_back_from_the_file() {
         );
         tokio::time::sleep(std::time::Duration::from_millis(10)).await;
     }
+}
+
+/// Reads keep working across the switch to the new file, the entries left out of it included
+/// until the next purge forgets them.
+async fn read_across_the_rewrite(store: &mut LogStore, expected: &[Entry]) {
     let last = expected.len() as u64;
     assert!(
-        in_memory(&store)[0] > 21,
+        in_memory(store)[0] > 21,
         "entries on file after the rewrite"
     );
-    assert_eq!(read(&mut store, 21..=last).await, expected[20..].to_vec());
+    assert_eq!(read(store, 21..=last).await, expected[20..].to_vec());
     {
         // The rewrite copied only what follows the purge point; 21..=30 (which openraft
         // may still read) are read from the replaced file.
@@ -131,13 +158,5 @@ async fn applied_entries_leave_memory_and_are_read_back_from_the_file() {
     // The next purge forgets them, and the replaced file with them.
     store.purge(expected[39].log_id).await.unwrap();
     assert!(store.shared.window.lock().retired.is_empty());
-    assert_eq!(read(&mut store, 31..=last).await, expected[30..].to_vec());
-    drop(store);
-
-    // The rewritten file replays to the same log.
-    let mut contents = Contents::default();
-    open_log(dir.path(), &mut contents).unwrap();
-    assert_eq!(contents.purged, Some(expected[39].log_id));
-    let replayed: Vec<Entry> = contents.entries.into_values().collect();
-    assert_eq!(replayed, expected[40..].to_vec());
+    assert_eq!(read(store, 31..=last).await, expected[30..].to_vec());
 }

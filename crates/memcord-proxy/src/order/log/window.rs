@@ -204,7 +204,9 @@ impl FileRun {
 
 /// Reads entries back from their records, decoding each record once for consecutive entries.
 pub(super) struct RecordReader<'a> {
+    /// The file the records lie in.
     file: &'a File,
+    /// The last record read (its offset and entries), for the next entries in it.
     last: Option<(u64, Vec<Entry>)>,
 }
 

@@ -227,8 +227,9 @@ fn reject_forwarded(batch: &mut Vec<PendingWrite>) {
 /// lingers for (see the module docs).
 #[derive(Default)]
 struct RecentSources {
-    /// (sources, commands) of the last batch and of the one before.
+    /// (sources, commands) of the last batch.
     last: (Vec<Option<NodeId>>, usize),
+    /// (sources, commands) of the batch before it.
     before: (Vec<Option<NodeId>>, usize),
 }
 

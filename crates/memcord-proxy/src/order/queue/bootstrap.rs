@@ -49,6 +49,7 @@ pub enum StartError {
 }
 
 impl StartError {
+    /// openraft's refusal, as a start error.
     fn raft(err: impl std::fmt::Display) -> StartError {
         StartError::Raft(err.to_string())
     }

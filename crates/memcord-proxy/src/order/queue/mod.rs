@@ -169,11 +169,17 @@ pub struct QueueCounters {
 
 /// The ordered request queue of one peer.
 pub struct OrderedQueue {
+    /// This peer's id.
     me: NodeId,
+    /// The Raft node.
     raft: Raft<TypeConfig>,
+    /// The peer transport, for forwarded batches and read indexes.
     transport: Arc<Transport>,
+    /// The queue's settings.
     config: OrderConfig,
+    /// The write batcher's channel.
     writes: mpsc::Sender<PendingWrite>,
+    /// The read-index batcher's channel.
     reads: mpsc::Sender<ReadWaiter>,
     /// The log (shared with openraft), for its memory figures.
     log: LogStore,
