@@ -10,12 +10,12 @@
 //! open: the vote file, then the log file replayed into the window
 //! ```
 //!
-//! The parts, one concern each: [`record`] (the record format and its replay), [`file`] (the
-//! file, opening and repairing it, growing it ahead of the records), [`writer`] (the thread
-//! that owns the file, one fsync per group of records), [`compaction`] (rewriting the file
-//! with only the live state, and the retired runs of replaced files), [`window`] (the log in
+//! The parts, one concern each: `record` (the record format and its replay), `file` (the
+//! file, opening and repairing it, growing it ahead of the records), `writer` (the thread
+//! that owns the file, one fsync per group of records), `compaction` (rewriting the file
+//! with only the live state, and the retired runs of replaced files), `window` (the log in
 //! memory: the newest entries, where every live entry's record lies, reading older ones
-//! back), [`vote`] (the vote file) and [`storage`] (openraft's `RaftLogStorage` and
+//! back), `vote` (the vote file) and `storage` (openraft's `RaftLogStorage` and
 //! `RaftLogReader` over them).
 //!
 //! Why the pieces are there: openraft is told an append is durable only after its record is
@@ -47,7 +47,7 @@ use std::sync::{mpsc, Arc};
 use window::Window;
 use writer::{Job, Waiter, Writer};
 
-/// How much the log's entries in memory may weigh by default (see [`window`]).
+/// How much the log's entries in memory may weigh by default (see `window`).
 pub const DEFAULT_MEMORY_LIMIT: u64 = 16 << 20;
 
 /// What every clone of a [`LogStore`] and the writer thread share.

@@ -10,10 +10,10 @@
 //! start: log, state machine, Raft, membership if new, the batchers               bootstrap.rs
 //! ```
 //!
-//! The parts, one concern each: [`batching`] (commands into log entries: the batcher, the
-//! linger for recent sources), [`forwarding`] (a follower's batches sent to the leader, and
-//! the leader's side of them), [`read_index`] (read indexes, coalesced, and the leader's
-//! lease) and [`bootstrap`] (opening the log and state machine, starting Raft, initializing
+//! The parts, one concern each: `batching` (commands into log entries: the batcher, the
+//! linger for recent sources), `forwarding` (a follower's batches sent to the leader, and
+//! the leader's side of them), `read_index` (read indexes, coalesced, and the leader's
+//! lease) and `bootstrap` (opening the log and state machine, starting Raft, initializing
 //! a new cluster). What they share lives here: the queue itself, its settings, errors and
 //! counters, and the waits on Raft's metrics.
 //!
