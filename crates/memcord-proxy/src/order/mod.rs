@@ -4,14 +4,15 @@
 //! ```text
 //! coordinator ─▶ OrderedQueue::submit ─▶ batcher ─▶ leader? raft.client_write(batch)
 //!                                                 └ else  Transport::call(leader, Order(Write))
-//! every peer:  log_store (data_dir/peer-N) ─▶ state_machine ─▶ replicated::apply ─▶ store
+//! every peer:  log (data_dir/peer-N) ─▶ state_machine ─▶ replicated::apply ─▶ store
 //! ```
-//! The parts follow openraft's seams: [`log_store`] (log and vote on disk), [`state_machine`]
-//! (the store, snapshots), [`network`] (Raft RPCs over the authenticated peer transport as
-//! opaque `PeerRequest::Order` payloads) and [`queue`] (batching, forwarding, read-index,
-//! bootstrap). It knows nothing of the client protocol's wire form.
+//! The parts follow openraft's seams: [`log`] (log and vote on disk, the newest entries in
+//! memory), [`state_machine`] (the store, snapshots), [`network`] (Raft RPCs over the
+//! authenticated peer transport as opaque `PeerRequest::Order` payloads) and [`queue`]
+//! (batching, forwarding, read index, bootstrap). It knows nothing of the client protocol's
+//! wire form.
 
-pub mod log_store;
+pub mod log;
 pub mod network;
 pub mod queue;
 pub mod state_machine;

@@ -1,5 +1,5 @@
 //! The ordered queue's state machine: the peer's store, fed batches of commands in log order
-//! through the one [`replicated::apply`].
+//! through the one [`replicated::apply`](crate::replicated::apply).
 //!
 //! **Versions follow the log.** A command carries the hybrid-clock version its coordinator
 //! stamped, but two coordinators' clocks need not agree with the order the leader picked. So
@@ -48,7 +48,7 @@ struct Image {
     pending_flushes: Vec<Timestamp>,
 }
 
-/// A snapshot image as sessions before the fifth wrote it (no pending flushes).
+/// A snapshot image in the older format, which did not keep the pending flushes.
 #[derive(Deserialize)]
 struct ImageWithoutFlushes {
     last_version: Timestamp,
