@@ -18,7 +18,7 @@
 # with memcached's own `memcaslap`.
 #
 # Then a connection sweep (get90 at each of SWEEP connections, every target) is drawn as
-# bench-throughput.svg next to OUT (`memcord bench --plot`).
+# docs/bench-throughput.svg beside OUT's docs folder (`memcord bench --plot`).
 #
 # Settings (environment): DURATION (s per point, 5), WARMUP (s, 1), ROUNDS (1), CONNS (32),
 # KEYS (10000), OUT (BENCHMARKS.md), MEMCORD (binary; default: build target/release/memcord),
@@ -235,7 +235,8 @@ fi
 SWEEP=${SWEEP:-1 4 16 32 64}
 SWEEP_DURATION=${SWEEP_DURATION:-2}
 SWEEP_RESULTS="$RUN/sweep.jsonl"
-PLOT="$(dirname "$OUT")/bench-throughput.svg"
+PLOT="$(dirname "$OUT")/docs/bench-throughput.svg"
+mkdir -p "$(dirname "$PLOT")"
 : >"$SWEEP_RESULTS"
 for conns in $SWEEP; do
     for name in "${NAMES[@]}"; do
@@ -397,7 +398,7 @@ if sweep:
     conns = sorted({p["connections"] for p in sweep})
     w("## Throughput against connections (get90)")
     w("")
-    w(f"![ops/s against connections]({os.path.basename(os.environ['PLOT'])})")
+    w(f"![ops/s against connections]({os.path.relpath(os.environ['PLOT'], os.path.dirname(os.environ['OUT']))})")
     w("")
     w("| target | " + " | ".join(f"{c} conns" for c in conns) + " |")
     w("| --- | " + " | ".join("---:" for _ in conns) + " |")

@@ -181,6 +181,9 @@ fn bench_script_writes_every_section_of_its_report() {
         "## `memcord bench`: set100",
         "## Throughput against connections (get90)",
         "## Added latency at one connection (get90)",
+        "## The three protocols: text, meta, binary",
+        "| meta | get100 |",
+        "| binary | set100 |",
         "## 300 idle client connections",
         "| memcord peer → memcached |",
         "| 3-peer linearizable cluster (round-robin) |",
@@ -189,7 +192,8 @@ fn bench_script_writes_every_section_of_its_report() {
         assert!(report.contains(section), "no {section:?} in:\n{report}");
     }
     assert!(
-        dir.path().join("bench-throughput.svg").exists(),
-        "the chart is written next to the report"
+        dir.path().join("docs/bench-throughput.svg").exists(),
+        "the chart is written under docs/ beside the report"
     );
+    assert!(report.contains("](docs/bench-throughput.svg)"), "{report}");
 }
