@@ -235,17 +235,18 @@ pub fn compose_request(request: &Request, out: &mut BytesMut) {
             }
             out.extend_from_slice(b"\r\n");
         }
-        Request::MetaGet(get) => {
-            out.extend_from_slice(b"mg ");
-            put_request_key(out, &get.key, get.flags.base64);
-            put_request_flags(out, &get.flags, |letter, out| match letter {
+        Request::MetaGet(get) => put_request_line(
+            out,
+            b"mg ",
+            &get.key,
+            &get.flags,
+            |letter, out| match letter {
                 b'T' => put_opt(out, get.touch),
                 b'N' => put_opt(out, get.vivify),
                 b'R' => put_opt(out, get.recache),
                 _ => {}
-            });
-            out.extend_from_slice(b"\r\n");
-        }
+            },
+        ),
         Request::MetaSet(set) => {
             out.extend_from_slice(b"ms ");
             put_request_key(out, &set.key, set.flags.base64);
@@ -262,20 +263,23 @@ pub fn compose_request(request: &Request, out: &mut BytesMut) {
             out.extend_from_slice(&set.value);
             out.extend_from_slice(b"\r\n");
         }
-        Request::MetaDelete(delete) => {
-            out.extend_from_slice(b"md ");
-            put_request_key(out, &delete.key, delete.flags.base64);
-            put_request_flags(out, &delete.flags, |letter, out| match letter {
+        Request::MetaDelete(delete) => put_request_line(
+            out,
+            b"md ",
+            &delete.key,
+            &delete.flags,
+            |letter, out| match letter {
                 b'T' => put_opt(out, delete.touch),
                 b'C' => put_opt_u64(out, delete.compare_cas),
                 _ => {}
-            });
-            out.extend_from_slice(b"\r\n");
-        }
-        Request::MetaArith(arith) => {
-            out.extend_from_slice(b"ma ");
-            put_request_key(out, &arith.key, arith.flags.base64);
-            put_request_flags(out, &arith.flags, |letter, out| match letter {
+            },
+        ),
+        Request::MetaArith(arith) => put_request_line(
+            out,
+            b"ma ",
+            &arith.key,
+            &arith.flags,
+            |letter, out| match letter {
                 b'T' => put_opt(out, arith.touch),
                 b'N' => put_opt(out, arith.vivify),
                 b'C' => put_opt_u64(out, arith.compare_cas),
@@ -283,15 +287,28 @@ pub fn compose_request(request: &Request, out: &mut BytesMut) {
                 b'D' => put_u64(out, arith.delta),
                 b'M' => out.extend_from_slice(if arith.incr { b"I" } else { b"D" }),
                 _ => {}
-            });
-            out.extend_from_slice(b"\r\n");
-        }
+            },
+        ),
         _ => {}
     }
 }
 
 fn mode_letter(mode: SetMode) -> u8 {
     mode.letter()
+}
+
+/// `<word><key> <flags>\r\n`: a meta request without a data block.
+fn put_request_line(
+    out: &mut BytesMut,
+    word: &[u8],
+    key: &[u8],
+    flags: &MetaFlags,
+    token: impl FnMut(u8, &mut BytesMut),
+) {
+    out.extend_from_slice(word);
+    put_request_key(out, key, flags.base64);
+    put_request_flags(out, flags, token);
+    out.extend_from_slice(b"\r\n");
 }
 
 fn put_request_key(out: &mut BytesMut, key: &[u8], base64: bool) {

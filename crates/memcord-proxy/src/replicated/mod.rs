@@ -14,6 +14,26 @@ use crate::store::{ArithOutcome, ExpiresAt, Item, Store, StoreOutcome, StoreResu
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
+/// `Some(expr)` over the `version` field of every mutation, `None` for reads: one list of the
+/// variants for [`Command::version`] and [`Command::version_mut`].
+macro_rules! each_version {
+    ($command:expr, $version:ident => $value:expr) => {
+        match $command {
+            Command::Write { $version, .. }
+            | Command::Delete { $version, .. }
+            | Command::Arith { $version, .. }
+            | Command::Touch { $version, .. }
+            | Command::Gat { $version, .. }
+            | Command::FlushAll { $version, .. }
+            | Command::MetaGet { $version, .. }
+            | Command::MetaSet { $version, .. }
+            | Command::MetaDelete { $version, .. }
+            | Command::MetaArith { $version, .. } => Some($value),
+            Command::Get { .. } => None,
+        }
+    };
+}
+
 /// Which storage rule a write follows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum WriteRule {
@@ -163,36 +183,12 @@ impl Command {
 
     /// The command's version, if it is a mutation.
     pub fn version(&self) -> Option<Timestamp> {
-        match self {
-            Command::Write { version, .. }
-            | Command::Delete { version, .. }
-            | Command::Arith { version, .. }
-            | Command::Touch { version, .. }
-            | Command::Gat { version, .. }
-            | Command::FlushAll { version, .. }
-            | Command::MetaGet { version, .. }
-            | Command::MetaSet { version, .. }
-            | Command::MetaDelete { version, .. }
-            | Command::MetaArith { version, .. } => Some(*version),
-            Command::Get { .. } => None,
-        }
+        each_version!(self, version => *version)
     }
 
     /// The command's version, to re-stamp it (`None` for reads).
     pub fn version_mut(&mut self) -> Option<&mut Timestamp> {
-        match self {
-            Command::Write { version, .. }
-            | Command::Delete { version, .. }
-            | Command::Arith { version, .. }
-            | Command::Touch { version, .. }
-            | Command::Gat { version, .. }
-            | Command::FlushAll { version, .. }
-            | Command::MetaGet { version, .. }
-            | Command::MetaSet { version, .. }
-            | Command::MetaDelete { version, .. }
-            | Command::MetaArith { version, .. } => Some(version),
-            Command::Get { .. } => None,
-        }
+        each_version!(self, version => version)
     }
 }
 
