@@ -192,16 +192,9 @@ fn compose(protocol: Protocol, op: Op, key: usize, workload: &Workload, out: &mu
             noreply: false,
         }
         .compose(out),
-        (Protocol::Meta, Op::Get) => Request::MetaGet(Box::new(MetaGet {
-            key,
-            value: true,
-            no_bump: false,
-            touch: None,
-            vivify: None,
-            recache: None,
-            flags: MetaFlags::with_letters(b"fv"),
-        }))
-        .compose(out),
+        (Protocol::Meta, Op::Get) => {
+            Request::MetaGet(Box::new(MetaGet::asking(key, b"fv"))).compose(out)
+        }
         (Protocol::Meta, Op::Set) => Request::MetaSet(Box::new(MetaSet {
             key,
             value: workload.value(),

@@ -70,6 +70,29 @@ impl MetaReply {
         out.extend_from_slice(&item.value);
     }
 
+    /// The requested flags an item shows, in request order, among `shown` (`mg` and `ma` show
+    /// different ones). A `t` shows the TTL as it is at its place in the list: after a `T` the
+    /// touched one, after an `N` that created the item the vivified one.
+    fn put_item_flags(&self, out: &mut BytesMut, item: &MetaItem, shown: &[u8]) {
+        let mut ttl = item.ttl;
+        for &letter in self.flags.letters() {
+            match letter {
+                b'T' => ttl = item.ttl_touched.unwrap_or(ttl),
+                b'N' => ttl = item.ttl_vivified.unwrap_or(ttl),
+                _ if !shown.contains(&letter) => {}
+                b's' => put_flag(out, b's', item.value.len() as i64),
+                b't' => put_flag(out, b't', ttl),
+                b'c' => put_flag_u64(out, b'c', item.cas),
+                b'f' => put_flag(out, b'f', i64::from(item.client_flags)),
+                b'l' => put_flag_u64(out, b'l', item.idle_secs),
+                b'h' => put_flag(out, b'h', i64::from(item.hit_before)),
+                b'O' => self.put_opaque(out),
+                b'k' => self.put_key(out),
+                _ => {}
+            }
+        }
+    }
+
     fn compose_get(&self, out: &mut BytesMut) {
         let Some(item) = self
             .item
@@ -87,22 +110,7 @@ impl MetaReply {
         let with_value = self.flags.has(b'v');
         out.reserve(item.value.len() + 64);
         self.put_hit_code(out, item, with_value);
-        let mut ttl = item.ttl;
-        for &letter in self.flags.letters() {
-            match letter {
-                b'T' => ttl = item.ttl_touched.unwrap_or(ttl),
-                b'N' => ttl = item.ttl_vivified.unwrap_or(ttl),
-                b's' => put_flag(out, b's', item.value.len() as i64),
-                b't' => put_flag(out, b't', ttl),
-                b'c' => put_flag_u64(out, b'c', item.cas),
-                b'f' => put_flag(out, b'f', i64::from(item.client_flags)),
-                b'l' => put_flag_u64(out, b'l', item.idle_secs),
-                b'h' => put_flag(out, b'h', i64::from(item.hit_before)),
-                b'O' => self.put_opaque(out),
-                b'k' => self.put_key(out),
-                _ => {}
-            }
-        }
+        self.put_item_flags(out, item, b"stcflhOk");
         if item.token_sent {
             out.extend_from_slice(b" Z");
         }
@@ -159,18 +167,7 @@ impl MetaReply {
         }
         let with_value = self.flags.has(b'v');
         self.put_hit_code(out, item, with_value);
-        let mut ttl = item.ttl;
-        for &letter in self.flags.letters() {
-            match letter {
-                b'T' => ttl = item.ttl_touched.unwrap_or(ttl),
-                b'N' => ttl = item.ttl_vivified.unwrap_or(ttl),
-                b'c' => put_flag_u64(out, b'c', item.cas),
-                b't' => put_flag(out, b't', ttl),
-                b'O' => self.put_opaque(out),
-                b'k' => self.put_key(out),
-                _ => {}
-            }
-        }
+        self.put_item_flags(out, item, b"ctOk");
         if with_value {
             Self::put_value(out, item);
         }

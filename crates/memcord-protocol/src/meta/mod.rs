@@ -197,6 +197,20 @@ pub struct MetaGet {
 }
 
 impl MetaGet {
+    /// A meta get of `key` naming `letters` (no `T`, `N` or `R`); `v` and `u` among them ask
+    /// for the value and for no bump, as when parsed.
+    pub fn asking(key: Bytes, letters: &[u8]) -> MetaGet {
+        MetaGet {
+            key,
+            value: letters.contains(&b'v'),
+            no_bump: letters.contains(&b'u'),
+            touch: None,
+            vivify: None,
+            recache: None,
+            flags: MetaFlags::with_letters(letters),
+        }
+    }
+
     /// Whether this get may change the item (touch, create, or hand out a token on `R`).
     pub fn modifies(&self) -> bool {
         self.touch.is_some() || self.vivify.is_some() || self.recache.is_some()

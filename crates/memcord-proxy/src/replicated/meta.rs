@@ -8,8 +8,8 @@
 
 use super::WriteRule;
 use crate::clock::Timestamp;
-use crate::store::{apply_arith, parse_counter, Access, Change, ExpiresAt, Item};
-use bytes::{Bytes, BytesMut};
+use crate::store::{apply_arith, joined, parse_counter, Access, Change, ExpiresAt, Item};
+use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
 /// What a meta command found or did.
@@ -186,20 +186,12 @@ pub fn set(
             if compare_cas.is_some_and(|c| c != 0 && c != old.cas) {
                 return Change::Keep(MetaOutcome::Exists);
             }
-            let (first, second) = if rule == WriteRule::Append {
-                (&old.value, &fresh.value)
+            let value = if rule == WriteRule::Append {
+                joined(&old.value, &fresh.value)
             } else {
-                (&fresh.value, &old.value)
+                joined(&fresh.value, &old.value)
             };
-            let mut value = BytesMut::with_capacity(first.len() + second.len());
-            value.extend_from_slice(first);
-            value.extend_from_slice(second);
-            stored(Item::new(
-                value.freeze(),
-                old.flags,
-                old.expires_at,
-                fresh.version,
-            ))
+            stored(Item::new(value, old.flags, old.expires_at, fresh.version))
         }
     }
 }

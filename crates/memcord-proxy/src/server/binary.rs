@@ -52,15 +52,9 @@ fn work(request: &BinaryRequest) -> Work {
     let cas = (request.cas != 0).then_some(request.cas);
     let extras = request.decode_extras().unwrap_or(Extras::None);
     let get = |touch: Option<i64>| {
-        Work::Data(Request::MetaGet(Box::new(MetaGet {
-            key: key.clone(),
-            value: true,
-            no_bump: false,
-            touch,
-            vivify: None,
-            recache: None,
-            flags: flags(if touch.is_some() { b"vfcT" } else { b"vfc" }),
-        })))
+        let mut get = MetaGet::asking(key.clone(), if touch.is_some() { b"vfcT" } else { b"vfc" });
+        get.touch = touch;
+        Work::Data(Request::MetaGet(Box::new(get)))
     };
     let set = |mode: SetMode, client_flags: u32, exptime: i64| {
         // A cas in the header makes set, add and replace a compare-and-swap (memcached's

@@ -10,7 +10,7 @@ pub mod memory;
 
 use crate::clock::{unix_secs, Timestamp};
 use crate::protocol::StoreAdmin;
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use serde::{Deserialize, Serialize};
 use std::future::Future;
 
@@ -451,6 +451,39 @@ impl AnyStore {
             AnyStore::Memcached(store) => store.replaced(),
         }
     }
+}
+
+/// `first` followed by `second`, in one new buffer.
+pub fn joined(first: &[u8], second: &[u8]) -> Bytes {
+    let mut value = BytesMut::with_capacity(first.len() + second.len());
+    value.extend_from_slice(first);
+    value.extend_from_slice(second);
+    value.freeze()
+}
+
+/// What `append` (`back`) or `prepend` of `data` does to the live item, as a decision for
+/// [`Store::update`]: a new item (new cas id, fresh access record) keeping the old flags and
+/// expiry; `NotStored` on a miss; `TooLarge` when the result would pass `max` bytes.
+pub fn concat_change(
+    live: Option<(&Item, Access)>,
+    data: &[u8],
+    version: Timestamp,
+    back: bool,
+    max: usize,
+) -> Change<StoreOutcome> {
+    let Some((old, _)) = live else {
+        return Change::Keep(StoreOutcome::NotStored);
+    };
+    if old.value.len() + data.len() > max {
+        return Change::Keep(StoreOutcome::TooLarge);
+    }
+    let value = if back {
+        joined(&old.value, data)
+    } else {
+        joined(data, &old.value)
+    };
+    let item = Item::new(value, old.flags, old.expires_at, version);
+    Change::Replace(item, StoreOutcome::Stored)
 }
 
 /// Parses a stored value as memcached's `incr`/`decr` do: decimal digits, optionally followed

@@ -13,7 +13,7 @@
 use super::envelope::{self, Decoded};
 use super::{back_off, store_request, unexpected, written, MemcachedStore, Written};
 use crate::clock::unix_secs;
-use crate::protocol::meta::{MetaFlags, MetaGet, MetaLine};
+use crate::protocol::meta::{MetaGet, MetaLine};
 use crate::protocol::{Request, Response, StoreOp};
 use crate::store::memory::flush::Now;
 use crate::store::{Access, Change, Item, StoreError, StoreResult};
@@ -28,26 +28,9 @@ pub(super) struct MetaFetched {
     pub(super) access: Access,
 }
 
-/// A meta get of `key` for its value, flags and cas, asking for nothing else.
-fn meta_get(key: Bytes) -> MetaGet {
-    MetaGet {
-        key,
-        value: true,
-        no_bump: false,
-        touch: None,
-        vivify: None,
-        recache: None,
-        flags: MetaFlags::with_letters(b"vfc"),
-    }
-}
-
 /// A meta get that reads value, flags, cas and the access record without counting as a fetch.
 fn quiet_get(key: Bytes) -> Request {
-    Request::MetaGet(Box::new(MetaGet {
-        no_bump: true,
-        flags: MetaFlags::with_letters(b"vfchlu"),
-        ..meta_get(key)
-    }))
+    Request::MetaGet(Box::new(MetaGet::asking(key, b"vfchlu")))
 }
 
 /// Whether the backend's text protocol can carry `key` (keys from the binary protocol or a
@@ -71,11 +54,7 @@ impl MemcachedStore {
     ) -> StoreResult<Option<MetaFetched>> {
         carryable(key)?;
         let request = if bump {
-            Request::MetaGet(Box::new(MetaGet {
-                no_bump: false,
-                flags: MetaFlags::with_letters(b"vfchl"),
-                ..meta_get(key.clone())
-            }))
+            Request::MetaGet(Box::new(MetaGet::asking(key.clone(), b"vfchl")))
         } else {
             quiet_get(key.clone())
         };
@@ -144,17 +123,7 @@ impl MemcachedStore {
         }
         let requests = keys
             .into_iter()
-            .map(|key| {
-                Request::MetaGet(Box::new(MetaGet {
-                    key,
-                    value: false,
-                    no_bump: false,
-                    touch: None,
-                    vivify: None,
-                    recache: None,
-                    flags: MetaFlags::new(),
-                }))
-            })
+            .map(|key| Request::MetaGet(Box::new(MetaGet::asking(key, b""))))
             .collect();
         for reply in self.pool.call_many(requests).await? {
             if !matches!(reply, Response::MetaLine(_)) {

@@ -40,12 +40,12 @@ use self::envelope::Decoded;
 use self::pool::Pool;
 use super::memory::flush::{FlushSchedule, Now};
 use super::{
-    apply_arith, parse_counter, ArithOutcome, Change, ExpiresAt, Item, StoreError, StoreOutcome,
-    StoreResult,
+    apply_arith, concat_change, parse_counter, ArithOutcome, Change, ExpiresAt, Item, StoreError,
+    StoreOutcome, StoreResult,
 };
 use crate::clock::Timestamp;
 use crate::protocol::{Request, Response, StoreOp};
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use std::time::Duration;
 
 /// Room left in the backend's item size maximum for memcached's own item header, the key and
@@ -235,22 +235,7 @@ impl MemcachedStore {
     ) -> StoreResult<StoreOutcome> {
         let outcome = self
             .update_meta(&key, false, |live| {
-                let Some((old, _)) = live else {
-                    return Change::Keep(StoreOutcome::NotStored);
-                };
-                if old.value.len() + data.len() > self.max_item_size {
-                    return Change::Keep(StoreOutcome::TooLarge);
-                }
-                let (first, second) = if back {
-                    (&old.value, &data)
-                } else {
-                    (&data, &old.value)
-                };
-                let mut value = BytesMut::with_capacity(first.len() + second.len());
-                value.extend_from_slice(first);
-                value.extend_from_slice(second);
-                let item = Item::new(value.freeze(), old.flags, old.expires_at, version);
-                Change::Replace(item, StoreOutcome::Stored)
+                concat_change(live, &data, version, back, self.max_item_size)
             })
             .await?;
         Ok(outcome.unwrap_or(StoreOutcome::TooLarge))

@@ -17,12 +17,12 @@ mod shard;
 use self::flush::{FlushSchedule, Now};
 use self::shard::{Lookup, Shard};
 use super::{
-    apply_arith, parse_counter, Access, ArithOutcome, Change, ExpiresAt, Item, Store, StoreOutcome,
-    StoreResult, StoreStats, ITEM_OVERHEAD,
+    apply_arith, concat_change, parse_counter, Access, ArithOutcome, Change, ExpiresAt, Item,
+    Store, StoreOutcome, StoreResult, StoreStats, ITEM_OVERHEAD,
 };
 use crate::clock::{unix_ms, Timestamp};
 use crate::protocol::{Response, StoreAdmin};
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use parking_lot::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -141,22 +141,7 @@ impl MemoryStore {
         let max = self.max_item_size;
         let mut shard = self.shard(&key).lock();
         let outcome = shard.update(&key, &now, false, max, |live| {
-            let Some((old, _)) = live else {
-                return Change::Keep(StoreOutcome::NotStored);
-            };
-            if old.value.len() + data.len() > max {
-                return Change::Keep(StoreOutcome::TooLarge);
-            }
-            let (first, second) = if back {
-                (&old.value, &data)
-            } else {
-                (&data, &old.value)
-            };
-            let mut value = BytesMut::with_capacity(first.len() + second.len());
-            value.extend_from_slice(first);
-            value.extend_from_slice(second);
-            let item = Item::new(value.freeze(), old.flags, old.expires_at, version);
-            Change::Replace(item, StoreOutcome::Stored)
+            concat_change(live, &data, version, back, max)
         });
         outcome.unwrap_or(StoreOutcome::TooLarge)
     }
