@@ -53,6 +53,30 @@ pub trait Coordinator: Send + Sync + 'static {
         request: Request,
     ) -> impl Future<Output = Response> + Send;
 
+    /// Whether `request` may be served together with the writes pipelined around it on the
+    /// same connection ([`Coordinator::handle_batch`]): a mode whose writes each pay a round
+    /// trip lets a pipeline of them share one.
+    fn batches(&self, _request: &Request) -> bool {
+        false
+    }
+
+    /// Serves requests that arrived pipelined on one connection, each one that
+    /// [`Coordinator::batches`], in order: the replies in the same order. The default serves
+    /// them one by one.
+    fn handle_batch(
+        &self,
+        session: &mut Session,
+        requests: Vec<Request>,
+    ) -> impl Future<Output = Vec<Response>> + Send {
+        async move {
+            let mut replies = Vec::with_capacity(requests.len());
+            for request in requests {
+                replies.push(self.handle(session, request).await);
+            }
+            replies
+        }
+    }
+
     /// The mode's name as configured (`standalone`, `eventual`, …).
     fn mode(&self) -> &'static str;
 

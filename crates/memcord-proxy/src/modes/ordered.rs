@@ -74,6 +74,50 @@ impl<S: Store> Coordinator for Ordered<S> {
         self.serve(session, request).await
     }
 
+    fn batches(&self, request: &Request) -> bool {
+        // Writes that go through the queue as they are: a pipeline of them rides one entry.
+        matches!(
+            request,
+            Request::Store { .. }
+                | Request::Delete { .. }
+                | Request::Arith { .. }
+                | Request::Touch { .. }
+                | Request::MetaSet(_)
+                | Request::MetaDelete(_)
+                | Request::MetaArith(_)
+        )
+    }
+
+    async fn handle_batch(&self, session: &mut Session, requests: Vec<Request>) -> Vec<Response> {
+        let commands: Vec<_> = requests
+            .iter()
+            .filter_map(|request| match command_for(request, &self.clock) {
+                ReadOrWrite::Write(command) => Some(command),
+                _ => None,
+            })
+            .collect();
+        if commands.len() != requests.len() {
+            // Only writes are batched; anything else is served on its own, in order.
+            let mut replies = Vec::with_capacity(requests.len());
+            for request in requests {
+                replies.push(self.serve(session, request).await);
+            }
+            return replies;
+        }
+        let results = self.queue.submit_many(commands).await;
+        requests
+            .iter()
+            .zip(results)
+            .map(|(request, result)| match result {
+                Ok((index, outcome)) => {
+                    session.last_write = Some(session.last_write.map_or(index, |l| l.max(index)));
+                    response_for(request, outcome)
+                }
+                Err(err) => queue_error(err),
+            })
+            .collect()
+    }
+
     fn mode(&self) -> &'static str {
         self.policy.mode()
     }

@@ -68,6 +68,9 @@ mod pool {
     }
 }
 
+/// Most writes of one pipeline served together (a bound on what one batch holds).
+const MAX_PIPELINED: usize = 128;
+
 /// Replies buffered beyond this are written out before the batch ends, so a long pipeline of
 /// large `get`s cannot hold unbounded memory.
 const OUTPUT_HIGH_WATER: usize = 1024 * 1024;
@@ -253,14 +256,24 @@ impl<C: Coordinator> Handler<C> {
 
     /// Answers every complete text request in the read buffer.
     async fn process_text(&mut self) -> io::Result<Flow> {
+        let mut pipelined: Vec<Request> = Vec::new();
         loop {
-            if !self.swallow_pending() {
+            if !self.swallow_pending() || self.conn.input.is_empty() {
+                self.serve_pipelined(&mut pipelined).await;
                 return Ok(Flow::Open);
             }
-            if self.conn.input.is_empty() {
-                return Ok(Flow::Open);
-            }
-            match parse_request(&self.conn.input, &self.shared.settings.limits) {
+            let parsed = match parse_request(&self.conn.input, &self.shared.settings.limits) {
+                // Writes the mode serves together wait for the rest of the pipeline.
+                ParseOutcome::Request { request, consumed } if self.joins(&pipelined, &request) => {
+                    self.conn.input.advance(consumed);
+                    pipelined.push(request);
+                    continue;
+                }
+                other => other,
+            };
+            // Anything else is answered after the writes before it.
+            self.serve_pipelined(&mut pipelined).await;
+            match parsed {
                 ParseOutcome::Incomplete => {
                     if self.conn.input.len() > self.shared.max_buffered {
                         // The parser bounds lines and blocks itself; this is a backstop so a
@@ -292,6 +305,41 @@ impl<C: Coordinator> Handler<C> {
                 }
             }
             self.flush_if_full().await?;
+        }
+    }
+
+    /// Whether `request` joins the writes gathered from this pipeline (`stats detail` counts
+    /// every request on its own, so it turns the gathering off).
+    fn joins(&self, pipelined: &[Request], request: &Request) -> bool {
+        pipelined.len() < MAX_PIPELINED
+            && self.coordinator.batches(request)
+            && !self.shared.admin.detail_enabled.load(Relaxed)
+    }
+
+    /// Answers the writes gathered from one pipeline, in order, in one batch.
+    async fn serve_pipelined(&mut self, pipelined: &mut Vec<Request>) {
+        match pipelined.len() {
+            0 => {}
+            1 => {
+                let request = pipelined.pop().expect("one request");
+                // A lone write is an ordinary request (its reply may close nothing).
+                let _ = self.serve(request).await;
+            }
+            _ => {
+                let requests = std::mem::take(pipelined);
+                let mut answers = Vec::with_capacity(requests.len());
+                for request in &requests {
+                    answers.push((Tally::of(request), request.noreply()));
+                }
+                let replies = self
+                    .coordinator
+                    .handle_batch(&mut self.session, requests)
+                    .await;
+                for ((tally, noreply), reply) in answers.into_iter().zip(replies) {
+                    self.counters.record(tally, &reply);
+                    suppressed(noreply, reply).compose(&mut self.conn.output);
+                }
+            }
         }
     }
 
@@ -417,16 +465,20 @@ pub(crate) async fn serve_request<C: Coordinator>(
             if let Some(request) = detail {
                 record_detail(shared, &request, &reply);
             }
-            // Coordinators answer as if `noreply` were absent so that the counters see the
-            // outcome; like memcached, only server errors still reach a noreply client.
-            if noreply && !matches!(reply, Response::ServerError(_)) {
-                Response::None
-            } else {
-                reply
-            }
+            suppressed(noreply, reply)
         }
     };
     Answer::reply(reply)
+}
+
+/// The reply a client gets: coordinators answer as if `noreply` were absent so that the
+/// counters see the outcome; like memcached, only server errors still reach a noreply client.
+fn suppressed(noreply: bool, reply: Response) -> Response {
+    if noreply && !matches!(reply, Response::ServerError(_)) {
+        Response::None
+    } else {
+        reply
+    }
 }
 
 /// A value above the size limit: swallow its block, answer `SERVER_ERROR object too large

@@ -85,6 +85,41 @@ impl OrderedQueue {
         }
     }
 
+    /// Queues `commands` in their order, one after the other before waiting for any (so they
+    /// ride the same log entries when the batcher takes them together), and waits for each
+    /// one's index and outcome, at most the quorum timeout.
+    pub async fn submit_many(&self, commands: Vec<Command>) -> Vec<WriteResult> {
+        let deadline = Instant::now() + self.config.quorum_timeout;
+        let mut answers = Vec::with_capacity(commands.len());
+        for command in commands {
+            let (reply, answer) = oneshot::channel();
+            let pending = PendingWrite {
+                command,
+                reply,
+                origin: None,
+            };
+            answers.push(match self.writes.send(pending).await {
+                Ok(()) => Some(answer),
+                Err(_) => None,
+            });
+        }
+        let mut results = Vec::with_capacity(answers.len());
+        for answer in answers {
+            let Some(answer) = answer else {
+                results.push(Err(QueueError::Failed("queue stopped".into())));
+                continue;
+            };
+            let waited =
+                tokio::time::timeout_at(deadline + Duration::from_millis(500), answer).await;
+            results.push(match waited {
+                Ok(Ok(result)) => result,
+                Ok(Err(_)) => Err(QueueError::Failed("queue stopped".into())),
+                Err(_) => Err(self.no_quorum()),
+            });
+        }
+        results
+    }
+
     /// The batcher: turns what arrives on `rx` into batches, each sent once an in-flight slot
     /// is free.
     pub(super) async fn batch_writes(self: Arc<Self>, mut rx: mpsc::Receiver<PendingWrite>) {
