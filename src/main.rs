@@ -3,7 +3,7 @@
 use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
 use memcord_proxy::config::{self, Overrides, PeerConfig};
-use memcord_proxy::server::peer::BoundPeer;
+use memcord_proxy::peer::BoundPeer;
 use std::io::Write;
 use std::path::PathBuf;
 
@@ -151,7 +151,8 @@ impl PeerArgs {
     }
 }
 
-fn main() -> std::process::ExitCode {
+/// Runs the command line (`memcord-faulty` runs the same after arming its fault switches).
+pub fn main() -> std::process::ExitCode {
     keep_freed_memory();
     let command = match Cli::parse().command {
         // `check` has its own exit codes (1 = violation, 2 = unknown or setup error).

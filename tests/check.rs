@@ -31,8 +31,13 @@ static SERIAL: Mutex<()> = Mutex::new(());
 const RUN_DEADLINE: Duration = Duration::from_secs(90);
 
 fn memcord_check(args: &[&str], out: &Path) -> (Output, BTreeMap<String, String>) {
+    check_with(env!("CARGO_BIN_EXE_memcord"), args, out)
+}
+
+/// `check` run by the binary `bin` (whose peers are then that binary too).
+fn check_with(bin: &str, args: &[&str], out: &Path) -> (Output, BTreeMap<String, String>) {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_memcord"));
+    let mut cmd = Command::new(bin);
     cmd.arg("check").args(args).arg("--out").arg(out);
     for (key, _) in std::env::vars() {
         if key.starts_with("MEMCORD_") {
@@ -244,22 +249,31 @@ fn sequential_and_eventual_modes_pass_when_a_memcached_restarts_empty() {
     );
 }
 
+/// The broken build's flags.
+const BROKEN_BUILD_RUN: [&str; 9] = [
+    "--consistency",
+    "linearizable",
+    "--duration",
+    "5",
+    "--seed",
+    "11",
+    "--faults",
+    "partition",
+    "--unsafe-local-reads",
+];
+
+/// Only a `fault-injection` build has `memcord-faulty` (scripts/test.sh builds it with
+/// `--all-features`); a plain `cargo test` leaves this test out.
+#[cfg(feature = "fault-injection")]
 #[test]
 fn a_broken_linearizable_build_is_caught() {
     let out = tempfile::tempdir().expect("temp dir");
-    let args = [
-        "--consistency",
-        "linearizable",
-        "--duration",
-        "5",
-        "--seed",
-        "11",
-        "--faults",
-        "partition",
-        "--unsafe-local-reads",
-    ];
     let started = Instant::now();
-    let (output, summary) = memcord_check(&args, out.path());
+    let (output, summary) = check_with(
+        env!("CARGO_BIN_EXE_memcord-faulty"),
+        &BROKEN_BUILD_RUN,
+        out.path(),
+    );
     assert_eq!(output.status.code(), Some(1), "{summary:?}");
     assert_eq!(summary["verdict"], "violation");
     assert!(summary["faults"].contains("partition="), "{summary:?}");
@@ -278,9 +292,28 @@ fn a_broken_linearizable_build_is_caught() {
 }
 
 #[test]
+fn memcord_itself_has_no_fault_switch() {
+    // In every build `memcord` ignores MEMCORD_UNSAFE_LOCAL_READS, and the harness will not
+    // pass its peers off as the broken build.
+    let out = tempfile::tempdir().expect("temp dir");
+    let (output, _) = memcord_check(&BROKEN_BUILD_RUN, out.path());
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("memcord check: error: peer 0 at 127.0.0.1:")
+            && stderr.contains(
+                "runs without the test-only fault switch: --unsafe-local-reads needs peers of the \
+             memcord-faulty binary (cargo build --features fault-injection), started by it or \
+             named with --memcord-bin"
+            ),
+        "{stderr}"
+    );
+}
+
+#[test]
 fn bad_flags_and_impossible_faults_exit_2_before_starting_anything() {
     let out = tempfile::tempdir().expect("temp dir");
-    let cases: [(&[&str], &str); 4] = [
+    let cases: [(&[&str], &str); 5] = [
         (
             &["--consistency", "strong"],
             "unknown consistency mode 'strong'",
@@ -293,6 +326,17 @@ fn bad_flags_and_impossible_faults_exit_2_before_starting_anything() {
         (
             &["--attach", "127.0.0.1:1", "--faults", "kill"],
             "only `partition` (fail/recover) is possible",
+        ),
+        // Refused at once, and said once.
+        (
+            &[
+                "--attach",
+                "127.0.0.1:1,127.0.0.1:2",
+                "--faults",
+                "partition",
+            ],
+            "memcord check: error: cannot reach peer 0: connect 127.0.0.1:1: Connection \
+             refused (os error 111)\n",
         ),
     ];
     for (args, message) in cases {

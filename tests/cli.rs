@@ -226,3 +226,59 @@ fn item_sizes_take_memcacheds_suffixes_everywhere() {
         "invalid value 'x'",
     );
 }
+
+#[test]
+fn a_misspelt_key_is_reported_once_with_the_key_meant() {
+    let file = config_file("[cluster]\nconsistency = eventual\nheartbaet_ms = 100\n");
+    let path = file.path().to_str().unwrap();
+    let (status, stderr) = run_to_exit(&["peer", "--port", "0", "--config", path], &[]);
+    assert_eq!(status.code(), Some(1));
+    assert_eq!(
+        stderr,
+        format!(
+            "memcord: error: {path}, line 3: [cluster] has no key `heartbaet_ms`; did you mean \
+             `heartbeat_ms`?\n"
+        )
+    );
+    let (status, stderr) =
+        run_to_exit(&["peer", "--port", "0"], &[("MEMCORD_KV__CONECTIONS", "2")]);
+    assert_eq!(status.code(), Some(1));
+    assert_eq!(
+        stderr,
+        "memcord: error: MEMCORD_KV__CONECTIONS: [kv] has no key `conections`; did you mean \
+         `MEMCORD_KV__CONNECTIONS`?\n"
+    );
+}
+
+#[test]
+fn an_ini_syntax_error_names_the_file_and_line() {
+    let file =
+        config_file("[cluster]\nconsistency = eventual\n[peer.0\nclient_addr = 127.0.0.1:0\n");
+    let path = file.path().to_str().unwrap();
+    let (status, stderr) = run_to_exit(&["peer", "--config", path], &[]);
+    assert_eq!(status.code(), Some(1));
+    assert_eq!(
+        stderr,
+        format!("memcord: error: {path}, line 3: `[peer.0` has no closing `]`\n")
+    );
+}
+
+#[test]
+fn a_refused_connection_is_said_once() {
+    let port = common::cluster::free_port().to_string();
+    let target = format!("127.0.0.1:{port}");
+    for args in [
+        &["client", "--port", &port][..],
+        &["bench", "--target", &target, "--duration", "1"][..],
+    ] {
+        let (status, stderr) = run_to_exit(args, &[]);
+        assert_eq!(status.code(), Some(1), "{args:?}");
+        assert_eq!(
+            stderr,
+            format!(
+                "memcord: error: cannot connect to {target}: Connection refused (os error 111)\n"
+            ),
+            "{args:?}"
+        );
+    }
+}

@@ -144,7 +144,10 @@ fn errors_say_what_is_wrong() {
     let err = load(&with_file(&f, None), no_env())
         .unwrap_err()
         .to_string();
-    assert!(err.contains("max_conections"), "{err}");
+    assert!(
+        err.ends_with("[server] has no key `max_conections`; did you mean `max_connections`?"),
+        "{err}"
+    );
 
     // Zero used to mean a snapshot after every log entry.
     let f = file("[cluster]\nsnapshot_logs = 0\n");
@@ -211,4 +214,101 @@ fn udp_and_shutdown_settings_from_the_file() {
         "UDP is off by default, as in memcached 1.6"
     );
     assert!(!c.server.enable_shutdown);
+}
+
+/// What loading `text` as the config file says, with the file's path as `FILE`.
+fn refusal(text: &str) -> String {
+    let f = file(text);
+    let err = load(&with_file(&f, None), no_env())
+        .unwrap_err()
+        .to_string();
+    err.replace(&f.path().display().to_string(), "FILE")
+}
+
+#[test]
+fn a_misspelt_key_names_the_file_line_section_and_the_key_meant() {
+    let cases = [
+        (
+            "[cluster]\nconsistency = eventual\nheartbaet_ms = 100\n",
+            "FILE, line 3: [cluster] has no key `heartbaet_ms`; did you mean `heartbeat_ms`?",
+        ),
+        // A unit left off, a key of another section, a key like none.
+        (
+            "[kv]\ntimeout = 5\n",
+            "FILE, line 2: [kv] has no key `timeout`; did you mean `timeout_ms`?",
+        ),
+        (
+            "[cluster]\nmax_connections = 5\n",
+            "FILE, line 2: [cluster] has no key `max_connections`; `max_connections` is a key \
+             of [server]",
+        ),
+        (
+            "[kv]\ncolour = blue\n",
+            "FILE, line 2: [kv] has no key `colour`; it takes `type`, `timeout_ms`, \
+             `connections`",
+        ),
+        // Sections too.
+        (
+            "[clustre]\nheartbeat_ms = 100\n",
+            "FILE, line 1: there is no section [clustre]; did you mean [cluster]?",
+        ),
+        (
+            "[peer1]\nclient_addr = 127.0.0.1:1\n",
+            "FILE, line 1: there is no section [peer1]; did you mean [peer.1]?",
+        ),
+    ];
+    for (text, expected) in cases {
+        assert_eq!(refusal(text), expected, "{text:?}");
+    }
+}
+
+#[test]
+fn a_misspelt_variable_names_the_variable_meant() {
+    let env = vec![(
+        "MEMCORD_CLUSTER__HEARTBAET_MS".to_string(),
+        "100".to_string(),
+    )];
+    let err = load(&Overrides::default(), env).unwrap_err().to_string();
+    assert_eq!(
+        err,
+        "MEMCORD_CLUSTER__HEARTBAET_MS: [cluster] has no key `heartbaet_ms`; did you mean \
+         `MEMCORD_CLUSTER__HEARTBEAT_MS`?"
+    );
+    let env = vec![("MEMCORD_SEVRER__THREADS".to_string(), "1".to_string())];
+    let err = load(&Overrides::default(), env).unwrap_err().to_string();
+    assert_eq!(
+        err,
+        "MEMCORD_SEVRER__THREADS: there is no section [sevrer]; did you mean \
+         `MEMCORD_SERVER__THREADS`?"
+    );
+}
+
+#[test]
+fn a_syntax_error_names_the_file_and_line_in_words() {
+    let cases = [
+        (
+            "[cluster]\nheartbeat_ms 100\npush = true\n",
+            "FILE, line 2: `heartbeat_ms 100` is neither `key = value` nor a `[section]` header",
+        ),
+        (
+            "[cluster\nheartbeat_ms = 100\n[peer.0]\n",
+            "FILE, line 1: `[cluster` has no closing `]`",
+        ),
+        (
+            "[cluster]\nsecret = ab\\xZZZZ\n",
+            "FILE, line 2: this line cannot be read: a `\\` escape or a quote that is not closed",
+        ),
+    ];
+    for (text, expected) in cases {
+        assert_eq!(refusal(text), expected, "{text:?}");
+    }
+}
+
+#[test]
+fn no_file_no_variables_and_no_flags_are_the_documented_defaults() {
+    let loaded = load(&Overrides::default(), no_env()).unwrap();
+    assert_eq!(loaded, memcord_proxy::config::PeerConfig::default());
+    assert_eq!(loaded.cluster.heartbeat_ms, 200);
+    assert_eq!(loaded.cluster.failure_timeout_ms, 1000);
+    assert_eq!(loaded.cluster.sync_interval_ms, 500);
 }

@@ -22,10 +22,16 @@ struct Run {
 
 /// Runs `memcord client --port <port>` with `input` on its stdin, within the deadline.
 fn console(port: u16, input: &str) -> Run {
+    console_with(port, &[], input)
+}
+
+/// [`console`] with more flags.
+fn console_with(port: u16, flags: &[&str], input: &str) -> Run {
     let dir = tempfile::tempdir().unwrap();
     let (out_path, err_path) = (dir.path().join("out"), dir.path().join("err"));
     let mut child = Command::new(memcord_bin())
         .args(["client", "--port", &port.to_string()])
+        .args(flags)
         .env("HOME", dir.path())
         .stdin(Stdio::piped())
         .stdout(std::fs::File::create(&out_path).unwrap())
@@ -74,6 +80,22 @@ fn console_ok(port: u16, input: &str, expected: &str) {
     assert_eq!(run.stderr, "", "stderr for input {input:?}");
 }
 
+/// What the console says on stderr when line `line` (`command`) was answered `reply`.
+fn stopped_at(line: usize, command: &str, reply: &str) -> String {
+    format!(
+        "memcord: error: line {line} (`{command}`) was answered {reply}: stopped there \
+         (--keep-going runs every line)\n"
+    )
+}
+
+/// The hint for a command the server answered `ERROR`.
+fn unknown_hint(word: &str) -> String {
+    format!(
+        "memcord client: the server does not know `{word}`, or not with these arguments: \
+         `help` lists the commands\n"
+    )
+}
+
 /// The `show` table's data rows, split into cells, by peer id.
 fn show_rows(stdout: &str) -> Vec<Vec<String>> {
     stdout
@@ -99,9 +121,11 @@ fn console_drives_a_three_peer_cluster() {
     let port = |id: usize| cluster.client_addrs[id].port();
     let addr = |id: usize| cluster.client_addrs[id].to_string();
 
-    // Storage in both forms, multi-get, delete, noreply (silent), numbers, errors.
-    console_ok(
+    // Storage in both forms, multi-get, delete, noreply (silent), numbers, errors (run on
+    // past them with --keep-going).
+    let run = console_with(
         port(0),
+        &["--keep-going"],
         "set greeting hello world\n\
          set k 5 0 3\nabc\n\
          get greeting k\n\
@@ -112,6 +136,10 @@ fn console_drives_a_three_peer_cluster() {
          delete k\n\
          get k\n\
          bogus\n",
+    );
+    assert!(run.status.success(), "{:?}: {}", run.status, run.stderr);
+    assert_eq!(
+        run.stdout,
         "STORED\n\
          STORED\n\
          VALUE greeting 0 11\nhello world\nVALUE k 5 3\nabc\nEND\n\
@@ -119,8 +147,9 @@ fn console_drives_a_three_peer_cluster() {
          42\n\
          DELETED\n\
          END\n\
-         ERROR\n",
+         ERROR\n"
     );
+    assert_eq!(run.stderr, unknown_hint("bogus"));
     // The write reached the other peers.
     let mut reader = cluster.client(2);
     let seen = wait_for(Duration::from_secs(5), || {
@@ -194,7 +223,13 @@ fn console_drives_a_three_peer_cluster() {
 
     // `fail 1` from peer 0's console goes to peer 1, which then refuses data commands.
     console_ok(port(0), "fail 1\n", &format!("peer 1 ({}): OK\n", addr(1)));
-    console_ok(port(1), "get greeting\n", "SERVER_ERROR peer failed\n");
+    let run = console(port(1), "get greeting\n");
+    assert_eq!(run.status.code(), Some(1));
+    assert_eq!(run.stdout, "SERVER_ERROR peer failed\n");
+    assert_eq!(
+        run.stderr,
+        stopped_at(1, "get greeting", "SERVER_ERROR peer failed")
+    );
     let down = wait_for(Duration::from_secs(10), || {
         status_seen(&cluster, 0, 1) == "down"
     });
@@ -230,11 +265,9 @@ fn console_drives_a_three_peer_cluster() {
     console_ok(port(1), "get during\n", "VALUE during 0 4\nfail\nEND\n");
 
     // `fail` / `recover` without an id act on the connected peer.
-    console_ok(
-        port(2),
-        "fail\nget greeting\nrecover\n",
-        "OK\nSERVER_ERROR peer failed\nOK\n",
-    );
+    let run = console_with(port(2), &["--keep-going"], "fail\nget greeting\nrecover\n");
+    assert!(run.status.success(), "{}", run.stderr);
+    assert_eq!(run.stdout, "OK\nSERVER_ERROR peer failed\nOK\n");
     cluster.wait_serving(2, Duration::from_secs(20));
 
     // `quit` ends the script: nothing after it runs.
@@ -282,12 +315,15 @@ fn console_reports_its_own_mistakes_and_keeps_going() {
 #[test]
 fn console_exits_non_zero_when_the_connection_fails() {
     // Nothing listens on a port just released.
-    let run = console(free_port(), "get k\n");
+    let port = free_port();
+    let run = console(port, "get k\n");
     assert_eq!(run.status.code(), Some(1), "{}", run.stderr);
-    assert!(
-        run.stderr.contains("cannot connect to 127.0.0.1:"),
-        "{}",
-        run.stderr
+    assert_eq!(
+        run.stderr,
+        format!(
+            "memcord: error: cannot connect to 127.0.0.1:{port}: Connection refused (os error \
+             111)\n"
+        )
     );
     assert_eq!(run.stdout, "");
 
@@ -403,5 +439,42 @@ fn console_speaks_the_meta_protocol() {
         peer.port(),
         "ms k 2 T30 F5\nhi\nmg k v f\nmg nope v q\nmg nope v k\nma n N0 J5 v\nmn\n",
         "HD\nVA 2 f5\nhi\nEN knope\nVA 1\n5\nMN\n",
+    );
+}
+
+#[test]
+fn a_script_stops_at_the_first_error_reply() {
+    let peer = PeerProcess::start(&["--kv-type", "memory"]);
+    // A bad argument: the reply is printed, the rest is not run, the exit status is 1.
+    let script = "set a 1\nincr a x\nget a\n";
+    let run = console(peer.port(), script);
+    assert_eq!(run.status.code(), Some(1));
+    assert_eq!(
+        run.stdout,
+        "STORED\nCLIENT_ERROR invalid numeric delta argument\n"
+    );
+    assert_eq!(
+        run.stderr,
+        stopped_at(2, "incr a x", "CLIENT_ERROR invalid numeric delta argument")
+    );
+    // --keep-going runs every line and exits 0.
+    let run = console_with(peer.port(), &["--keep-going"], script);
+    assert!(run.status.success(), "{}", run.stderr);
+    assert_eq!(
+        run.stdout,
+        "STORED\nCLIENT_ERROR invalid numeric delta argument\nVALUE a 0 1\n1\nEND\n"
+    );
+    assert_eq!(run.stderr, "");
+    // An unknown command gets a hint to `help`; a data line counts as a line.
+    let run = console(peer.port(), "set b 0 0 2\nhi\nstatz\nget b\n");
+    assert_eq!(run.status.code(), Some(1));
+    assert_eq!(run.stdout, "STORED\nERROR\n");
+    assert_eq!(
+        run.stderr,
+        format!(
+            "{}{}",
+            unknown_hint("statz"),
+            stopped_at(3, "statz", "ERROR")
+        )
     );
 }

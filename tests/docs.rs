@@ -9,7 +9,7 @@
 //!   and ports by service name;
 //! * the Dockerfile is the documented two-stage build.
 
-use memcord_proxy::config::{load, KvType, Overrides, PeerConfig};
+use memcord_proxy::config::{self, load, KvType, Overrides, PeerConfig};
 use std::path::{Path, PathBuf};
 use yaml_rust2::{Yaml, YamlLoader};
 
@@ -336,51 +336,36 @@ fn load_ini(dir: &Path, text: &str) -> Result<PeerConfig, String> {
     load(&overrides, Vec::new()).map_err(|e| e.to_string())
 }
 
-/// The keys a section accepts, as the config structs name them: serde lists every field when
-/// it refuses an unknown one.
-fn accepted_keys(dir: &Path, header: &str) -> Vec<String> {
-    let err = load_ini(dir, &format!("{header}\nzz_not_a_key = 1\n"))
-        .expect_err("an unknown key is refused");
-    let list = err
-        .split("expected one of")
-        .nth(1)
-        .unwrap_or_else(|| panic!("the refusal lists the accepted keys: {err}"));
-    // The `config` crate appends where it was: "… for key `cluster`".
-    let list = list.split(" for key").next().unwrap_or(list);
-    let mut keys: Vec<String> = list
-        .split('`')
-        .skip(1)
-        .step_by(2)
-        .map(str::to_string)
-        .collect();
-    keys.sort();
-    keys
-}
-
 #[test]
 fn readme_configuration_reference_matches_the_config_structs() {
     let rows = documented_settings();
     let dir = tempfile::tempdir().unwrap();
-    for (section, header) in [
-        ("cluster", "[cluster]"),
-        ("server", "[server]"),
-        ("kv", "[kv]"),
-        ("peer.N", "[peer.0]"),
-    ] {
+    for section in config::SECTIONS {
+        let header = match section {
+            "peer.N" => "[peer.0]".to_string(),
+            other => format!("[{other}]"),
+        };
         let mut documented: Vec<String> = rows
             .iter()
             .filter(|(s, _, _)| s == section)
             .map(|(_, k, _)| k.clone())
             .collect();
         documented.sort();
+        let mut accepted = config::accepted_keys(section).to_vec();
+        accepted.sort();
         assert_eq!(
-            documented,
-            accepted_keys(dir.path(), header),
+            documented, accepted,
             "README's [{section}] keys against the config struct"
         );
+        // And the loader refuses a key that is not among them.
+        let err = load_ini(dir.path(), &format!("{header}\nzz_not_a_key = 1\n"))
+            .expect_err("an unknown key is refused");
+        assert!(err.contains("has no key `zz_not_a_key`"), "{err}");
     }
-    // A documented default, written out, changes nothing.
+    // A documented default, written out, changes nothing: README's defaults are
+    // `PeerConfig::default()`'s, which `peer::settings`' tests hold every module config to.
     let baseline = load_ini(dir.path(), "").expect("an empty file loads");
+    assert_eq!(baseline, PeerConfig::default());
     for (section, key, default) in &rows {
         if section == "peer.N" || !default.starts_with('`') {
             continue;
@@ -393,4 +378,17 @@ fn readme_configuration_reference_matches_the_config_structs() {
             "[{section}] {key}: README's default {value} is not the default"
         );
     }
+}
+
+#[test]
+fn the_test_script_builds_the_broken_build() {
+    // Without the fault-injection feature `tests/check.rs` leaves out the test that proves
+    // `memcord check` catches a broken linearizable build (it needs `memcord-faulty`).
+    let script = read("scripts/test.sh");
+    assert!(
+        script
+            .lines()
+            .any(|line| line.trim() == "cargo test --workspace --all-targets --all-features"),
+        "scripts/test.sh no longer tests with --all-features"
+    );
 }

@@ -305,7 +305,7 @@ pub async fn run(plan: Plan, progress: bool) -> Result<Report, BenchError> {
         let addr = plan.targets[i % plan.targets.len()];
         let conn = Conn::open(addr, plan.timeout, plan.protocol)
             .await
-            .map_err(|source| BenchError::Connect { addr, source })?;
+            .map_err(|error| BenchError::Connect { addr, error })?;
         conns.push(conn);
     }
     let bar = progress.then(|| progress_bar(&plan));

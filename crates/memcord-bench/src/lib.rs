@@ -146,12 +146,12 @@ pub enum BenchError {
         reason: String,
     },
     /// No connection could be opened to a target at the start.
-    #[error("cannot connect to {addr}: {source}")]
+    #[error("cannot connect to {addr}: {error}")]
     Connect {
         /// The address tried.
         addr: SocketAddr,
-        /// The socket error.
-        source: std::io::Error,
+        /// The socket error (in the message, not a `source`: printed once).
+        error: std::io::Error,
     },
     /// The runtime or the output failed.
     #[error(transparent)]

@@ -54,7 +54,8 @@ pub struct CheckArgs {
     pub memcord_bin: Option<PathBuf>,
     /// Test-only: start the peers with MEMCORD_UNSAFE_LOCAL_READS=1, a deliberately broken
     /// linearizable mode (reads from the local store without a read index), to prove the
-    /// harness catches it.
+    /// harness catches it. Only the `memcord-faulty` binary (`--features fault-injection`)
+    /// reads the variable; the run refuses peers that do not report the switch on.
     #[arg(long, hide = true)]
     pub unsafe_local_reads: bool,
 }

@@ -16,7 +16,8 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 /// The environment variable that turns on the test-only unsafe linearizable reads in the
-/// peers (read by `modes::linearizable`, which `check` does not import: it stays a black box).
+/// peers (read by `memcord-faulty` only, through memcord-proxy's `faults`, which `check` does
+/// not import: it stays a black box).
 pub const UNSAFE_LOCAL_READS_ENV: &str = "MEMCORD_UNSAFE_LOCAL_READS";
 
 /// The lowest port [`free_port`] picks.

@@ -50,6 +50,36 @@ pub fn run(args: CheckArgs) -> u8 {
     }
 }
 
+/// Refuses a cluster to attach to whose peers do not all accept a connection: it is already
+/// running, so an address that refuses is a mistake to say at once, not after the start
+/// deadline.
+async fn reachable(addrs: &[SocketAddr]) -> Result<(), String> {
+    for (id, addr) in addrs.iter().enumerate() {
+        TextConn::connect(*addr, Duration::from_secs(2))
+            .await
+            .map_err(|err| format!("cannot reach peer {id}: {err}"))?;
+    }
+    Ok(())
+}
+
+/// Refuses to call a run "the broken build" unless every peer says it is one
+/// (`memcord_unsafe_local_reads yes` in `stats settings`): only `memcord-faulty`, built with
+/// `--features fault-injection`, has the switch, and a run on peers without it would pass
+/// for a harness that misses a broken build.
+async fn broken_on_purpose(addrs: &[SocketAddr]) -> Result<(), String> {
+    for (id, addr) in addrs.iter().enumerate() {
+        let settings = super::conn::stats_once(*addr, "settings", Duration::from_secs(2)).await?;
+        if super::conn::stat(&settings, "memcord_unsafe_local_reads") != Some("yes") {
+            return Err(format!(
+                "peer {id} at {addr} runs without the test-only fault switch: \
+                 --unsafe-local-reads needs peers of the memcord-faulty binary (cargo build \
+                 --features fault-injection), started by it or named with --memcord-bin"
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// The validated plan.
 struct Plan {
     mode: String,
@@ -150,6 +180,7 @@ async fn campaign(args: CheckArgs) -> Result<u8, String> {
 
     let (addrs, local, cluster_text) = match &plan.attach {
         Some(addrs) => {
+            reachable(addrs).await?;
             let text = format!("attached to {} peer(s)", addrs.len());
             (addrs.clone(), None, text)
         }
@@ -206,6 +237,9 @@ async fn campaign(args: CheckArgs) -> Result<u8, String> {
             }
         }
         return Err(err.to_string());
+    }
+    if args.unsafe_local_reads {
+        broken_on_purpose(&addrs).await?;
     }
     eprintln!("memcord check: every peer serves; workload starts");
 

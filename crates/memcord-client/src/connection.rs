@@ -7,32 +7,33 @@ use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
 use std::time::Duration;
 
-/// Why talking to a peer failed.
+/// Why talking to a peer failed. The I/O error is part of each message and not also its
+/// `source`, so a printer that walks the chain says it once.
 #[derive(Debug, thiserror::Error)]
 pub enum ConnectionError {
     /// The address did not resolve.
-    #[error("cannot resolve {addr}: {source}")]
+    #[error("cannot resolve {addr}: {error}")]
     Resolve {
         /// The address given.
         addr: String,
         /// Why.
-        source: std::io::Error,
+        error: std::io::Error,
     },
     /// No address of the host accepted a connection.
-    #[error("cannot connect to {addr}: {source}")]
+    #[error("cannot connect to {addr}: {error}")]
     Connect {
         /// The address given.
         addr: String,
         /// Why (from the last address tried).
-        source: std::io::Error,
+        error: std::io::Error,
     },
     /// Reading or writing failed (including a reply that did not come in time).
-    #[error("connection to {addr} failed: {source}")]
+    #[error("connection to {addr} failed: {error}")]
     Io {
         /// The peer.
         addr: String,
         /// Why.
-        source: std::io::Error,
+        error: std::io::Error,
     },
     /// The peer closed the connection.
     #[error("{addr} closed the connection")]
@@ -73,18 +74,18 @@ impl Connection {
     pub fn connect(addr: &str, timeout: Duration) -> Result<Connection, ConnectionError> {
         let candidates: Vec<SocketAddr> = addr
             .to_socket_addrs()
-            .map_err(|source| ConnectionError::Resolve {
+            .map_err(|error| ConnectionError::Resolve {
                 addr: addr.to_string(),
-                source,
+                error,
             })?
             .collect();
         let mut last = std::io::Error::new(std::io::ErrorKind::NotFound, "no address");
         for candidate in candidates {
             match TcpStream::connect_timeout(&candidate, timeout) {
                 Ok(stream) => {
-                    let io = |source| ConnectionError::Io {
+                    let io = |error| ConnectionError::Io {
                         addr: addr.to_string(),
-                        source,
+                        error,
                     };
                     stream.set_read_timeout(Some(timeout)).map_err(io)?;
                     stream.set_write_timeout(Some(timeout)).map_err(io)?;
@@ -105,7 +106,7 @@ impl Connection {
         }
         Err(ConnectionError::Connect {
             addr: addr.to_string(),
-            source: last,
+            error: last,
         })
     }
 
@@ -148,9 +149,9 @@ impl Connection {
         self.stream
             .write_all(request)
             .and_then(|()| self.stream.flush())
-            .map_err(|source| ConnectionError::Io {
+            .map_err(|error| ConnectionError::Io {
                 addr: self.addr.clone(),
-                source,
+                error,
             })
     }
 
@@ -196,10 +197,10 @@ impl Connection {
                 }
                 Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
                 Err(err) if err.kind() == std::io::ErrorKind::Interrupted => {}
-                Err(source) => {
+                Err(error) => {
                     return Err(ConnectionError::Io {
                         addr: self.addr.clone(),
-                        source,
+                        error,
                     })
                 }
             }

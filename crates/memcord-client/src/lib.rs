@@ -7,8 +7,9 @@
 //! own words, one per line.
 //!
 //! On a terminal it edits lines and keeps a history (rustyline); with piped input it runs the
-//! lines without prompts or colours and exits 0, or 1 when a connection failed, so it can be
-//! scripted:
+//! lines without prompts or colours, stops at the first reply that is an error (`ERROR`,
+//! `CLIENT_ERROR`, `SERVER_ERROR`; `--keep-going` runs every line) and exits 0, or 1 when a
+//! reply was an error or a connection failed, so it can be scripted:
 //!
 //! ```text
 //! printf 'set greeting hello\nget greeting\nshow\n' | memcord client --port 8000
@@ -38,6 +39,10 @@ pub struct ClientArgs {
     /// Seconds to wait for a connection or a reply.
     #[arg(long, default_value_t = 10)]
     pub timeout: u64,
+    /// With piped input, run every line even after an error reply (and exit 0 unless a
+    /// connection failed); by default the script stops at the first one and exits 1.
+    #[arg(long)]
+    pub keep_going: bool,
 }
 
 /// Why the console ended with an error.
@@ -49,6 +54,16 @@ pub enum ClientError {
     /// A connection failed while running piped input (the messages went to stderr).
     #[error("{0} command(s) failed on a broken connection")]
     Broken(usize),
+    /// Piped input stopped at a line the server answered with an error.
+    #[error("line {line} (`{command}`) was answered {reply}: stopped there (--keep-going runs every line)")]
+    Stopped {
+        /// The input line, counted from 1.
+        line: usize,
+        /// The line as given (shortened).
+        command: String,
+        /// The error reply.
+        reply: String,
+    },
     /// The terminal could not be driven.
     #[error("terminal: {0}")]
     Terminal(String),
@@ -84,11 +99,12 @@ pub fn run(args: ClientArgs) -> Result<(), ClientError> {
         timeout,
         colour: interactive && std::io::stdout().is_terminal(),
         broken: 0,
+        error_reply: None,
     };
     if interactive {
         console.interactive()?;
-    } else {
-        console.piped();
+    } else if let Some(stopped) = console.piped(args.keep_going) {
+        return Err(stopped);
     }
     match console.broken {
         0 => Ok(()),
@@ -111,19 +127,37 @@ struct Console {
     colour: bool,
     /// Commands that failed on a broken connection.
     broken: usize,
+    /// The last error reply printed (what stops a script).
+    error_reply: Option<String>,
 }
 
 impl Console {
     /// Piped input: every line in turn, the line after a classic storage line as its data.
-    fn piped(&mut self) {
+    /// Unless `keep_going`, the first line answered with an error ends the script, and is
+    /// returned.
+    fn piped(&mut self, keep_going: bool) -> Option<ClientError> {
         let mut lines = std::io::stdin().lock().lines();
+        let mut number = 0;
         // Bounded by the input: every pass consumes at least one line.
         while let Some(Ok(line)) = lines.next() {
-            let flow = self.line(&line, || lines.next().and_then(Result::ok));
+            number += 1;
+            let at = number;
+            let flow = self.line(&line, || {
+                number += 1;
+                lines.next().and_then(Result::ok)
+            });
+            if let Some(reply) = self.error_reply.take().filter(|_| !keep_going) {
+                return Some(ClientError::Stopped {
+                    line: at,
+                    command: shortened(line.trim()),
+                    reply,
+                });
+            }
             if flow == Flow::Exit {
-                return;
+                return None;
             }
         }
+        None
     }
 
     /// A terminal: rustyline with history; Ctrl-C drops the line, Ctrl-D leaves.
@@ -205,6 +239,14 @@ impl Console {
         if let Some(replies) = result {
             for reply in &replies {
                 self.print_reply(reply);
+            }
+            if replies.contains(&memcord_protocol::Response::Error) {
+                let word = bytes.split(|b| b.is_ascii_whitespace()).next();
+                self.note(&format!(
+                    "the server does not know `{}`, or not with these arguments: `help` lists \
+                     the commands",
+                    String::from_utf8_lossy(word.unwrap_or_default())
+                ));
             }
         }
     }
@@ -315,19 +357,30 @@ impl Console {
         }
     }
 
-    fn print_reply(&self, reply: &memcord_protocol::Response) {
+    fn print_reply(&mut self, reply: &memcord_protocol::Response) {
         let text = render::reply_text(reply);
         if !text.is_empty() {
             self.print_line(&text, render::is_error(reply));
         }
     }
 
-    fn print_line(&self, text: &str, error: bool) {
+    fn print_line(&mut self, text: &str, error: bool) {
+        if error {
+            self.error_reply = Some(text.lines().next().unwrap_or_default().to_string());
+        }
         if self.colour && error {
             println!("\x1b[31m{text}\x1b[0m");
         } else {
             println!("{text}");
         }
+    }
+}
+
+/// `line` cut to 60 characters, for a message.
+fn shortened(line: &str) -> String {
+    match line.char_indices().nth(60) {
+        Some((at, _)) => format!("{}…", &line[..at]),
+        None => line.to_string(),
     }
 }
 

@@ -16,7 +16,7 @@
 
 use memcord_client::connection::Connection;
 use memcord_proxy::config::{load, ConfigError, Overrides};
-use memcord_proxy::server::peer::{BoundPeer, PeerError};
+use memcord_proxy::peer::{BoundPeer, PeerError};
 use std::fmt::Write as _;
 use std::future::Future;
 use std::time::{Duration, Instant};
@@ -66,16 +66,22 @@ pub enum LaunchError {
     #[error(transparent)]
     Config(#[from] ConfigError),
     /// A peer could not start.
-    #[error("peer {id}: {source}")]
+    #[error("peer {id}: {error}")]
     Peer {
         /// Which peer.
         id: u16,
-        /// Why.
-        source: PeerError,
+        /// Why (in the message, not a `source`: printed once).
+        error: PeerError,
     },
     /// The temporary folder or config file could not be written.
     #[error("writing the cluster's config: {0}")]
-    Io(#[from] std::io::Error),
+    Io(std::io::Error),
+}
+
+impl From<std::io::Error> for LaunchError {
+    fn from(err: std::io::Error) -> Self {
+        LaunchError::Io(err)
+    }
 }
 
 /// How long the peers get to find each other and serve before the addresses are printed anyway
@@ -165,7 +171,7 @@ pub async fn run(args: ClusterArgs, shutdown: impl Future) -> Result<(), LaunchE
         let kv_addr = config.me().kv_addr.to_string();
         let peer = BoundPeer::bind(config)
             .await
-            .map_err(|source| LaunchError::Peer { id, source })?;
+            .map_err(|error| LaunchError::Peer { id, error })?;
         mode = peer.mode().to_string();
         let mut line = format!("  peer {id}: clients {}", peer.local_addr());
         if args.peers > 1 {
@@ -224,7 +230,7 @@ pub async fn run(args: ClusterArgs, shutdown: impl Future) -> Result<(), LaunchE
     for (id, server) in servers {
         // A peer that does not stop in time is left to the runtime's shutdown.
         match tokio::time::timeout(Duration::from_secs(10), server).await {
-            Ok(Ok(Err(source))) => failure = Some(LaunchError::Peer { id, source }),
+            Ok(Ok(Err(error))) => failure = Some(LaunchError::Peer { id, error }),
             Ok(Err(join)) => tracing::error!(id, %join, "peer task failed"),
             Err(_) => tracing::warn!(id, "peer did not stop within 10 s"),
             Ok(Ok(Ok(()))) => {}

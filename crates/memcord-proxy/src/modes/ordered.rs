@@ -40,9 +40,11 @@ pub enum ReadPolicy {
     /// with no round trip to the leader. Each connection sees its own writes in program order;
     /// reads may lag other clients' writes.
     Sequential,
-    /// **Broken on purpose, test-only** (`MEMCORD_UNSAFE_LOCAL_READS=1`): the linearizable
-    /// mode answering reads from the local store at once, without a read index, so a cut-off
-    /// or lagging peer serves stale values. It exists to prove `memcord check` catches it.
+    /// **Broken on purpose, test-only** (`crate::faults`, in `fault-injection` builds only):
+    /// the linearizable mode answering reads from the local store at once, without a read
+    /// index, so a cut-off or lagging peer serves stale values. It exists to prove `memcord
+    /// check` catches it.
+    #[cfg(feature = "fault-injection")]
     UnsafeLocal,
 }
 
@@ -50,7 +52,9 @@ impl ReadPolicy {
     /// The mode's name.
     pub fn mode(self) -> &'static str {
         match self {
-            ReadPolicy::Linearizable | ReadPolicy::UnsafeLocal => "linearizable",
+            ReadPolicy::Linearizable => "linearizable",
+            #[cfg(feature = "fault-injection")]
+            ReadPolicy::UnsafeLocal => "linearizable",
             ReadPolicy::Sequential => "sequential",
         }
     }
@@ -264,6 +268,7 @@ impl<S: Store> Ordered<S> {
                 Err(err) => return Err(queue_error(err)),
             },
             ReadPolicy::Sequential => session.last_write,
+            #[cfg(feature = "fault-injection")]
             ReadPolicy::UnsafeLocal => None,
         };
         if let Some(index) = wait_for {

@@ -9,12 +9,14 @@
 pub mod admin;
 mod binary;
 mod connection;
-pub mod peer;
-mod report;
+pub(crate) mod report;
 mod shutdown;
 pub mod stats;
 mod udp;
 
+/// [`crate::peer`] (`BoundPeer`, `PeerError`), also reachable here for callers that name
+/// `server::peer`.
+pub use crate::peer;
 pub use connection::Connection;
 
 use crate::modes::{Coordinator, Session};

@@ -10,6 +10,7 @@
 //!   memcached built without it does (`ERROR`).
 
 use super::Shared;
+use crate::config::{KvType, PeerConfig};
 use crate::protocol::VERSION;
 use std::collections::HashMap;
 use std::sync::atomic::Ordering::Relaxed;
@@ -180,7 +181,7 @@ pub(super) fn settings(
     let t = *shared.admin.tunables.lock();
     let yes_no = |on: bool| if on { "yes" } else { "no" }.to_string();
     let detail = shared.admin.detail_enabled.load(Relaxed);
-    let mut lines: Vec<(String, String)> = [
+    let mut lines = named([
         ("maxbytes", maxbytes.to_string()),
         ("maxconns", s.max_connections.to_string()),
         ("tcpport", shared.listen_addr.port().to_string()),
@@ -251,10 +252,97 @@ pub(super) fn settings(
         ("num_napi_ids", "(null)".into()),
         ("memory_file", "(null)".into()),
         ("memcord_mode", mode.to_string()),
-    ]
-    .into_iter()
-    .map(|(name, value)| (name.to_string(), value))
-    .collect();
+    ]);
     lines.extend(s.settings.iter().cloned());
     lines
+}
+
+/// The configuration's lines of the plain `stats` reply.
+pub(crate) fn config_info(config: &PeerConfig) -> Vec<(String, String)> {
+    named([
+        ("memcord_peer_id", config.id.to_string()),
+        ("memcord_kv_type", config.kv.kv_type.to_string()),
+        (
+            "memcord_consistency",
+            config.cluster.consistency.to_string(),
+        ),
+        ("memcord_peers", config.peers.len().to_string()),
+        ("memcord_version", env!("CARGO_PKG_VERSION").into()),
+    ])
+}
+
+/// The configuration's `stats settings` lines (`memcord_*`), after memcached's own.
+pub(crate) fn config_settings(config: &PeerConfig) -> Vec<(String, String)> {
+    let (me, cluster) = (config.me(), &config.cluster);
+    let replication = cluster
+        .replication_factor
+        .map_or(config.peers.len(), |r| r as usize);
+    let mut lines = named([
+        ("memcord_peer_id", config.id.to_string()),
+        ("memcord_peers", config.peers.len().to_string()),
+        ("memcord_consistency", cluster.consistency.to_string()),
+        ("memcord_client_addr", me.client_addr.to_string()),
+        ("memcord_peer_addr", me.peer_addr.to_string()),
+        ("memcord_kv_type", config.kv.kv_type.to_string()),
+        ("memcord_heartbeat_ms", cluster.heartbeat_ms.to_string()),
+        (
+            "memcord_failure_timeout_ms",
+            cluster.failure_timeout_ms.to_string(),
+        ),
+        (
+            "memcord_sync_interval_ms",
+            cluster.sync_interval_ms.to_string(),
+        ),
+        (
+            "memcord_tombstone_ttl_secs",
+            cluster.tombstone_ttl_secs.to_string(),
+        ),
+        ("memcord_push", cluster.push.to_string()),
+        ("memcord_replication_factor", replication.to_string()),
+        ("memcord_vnodes", cluster.vnodes.to_string()),
+        (
+            "memcord_read_consistency",
+            cluster.read_consistency.name().into(),
+        ),
+        (
+            "memcord_write_consistency",
+            cluster.write_consistency.name().into(),
+        ),
+        ("memcord_admin_commands", cluster.admin_commands.to_string()),
+        ("memcord_log_level", config.server.log_level.clone()),
+    ]);
+    if config.peers.len() > 1 {
+        // Every peer's client address, so a client of this one (the console's `fail N`)
+        // can reach any of them, whatever the mode.
+        for (id, addrs) in &config.peers {
+            lines.push((
+                format!("memcord_peer.{id}.client_addr"),
+                addrs.client_addr.to_string(),
+            ));
+        }
+    }
+    if config.kv.kv_type == KvType::Memcached {
+        lines.extend(named([
+            ("memcord_kv_addr", me.kv_addr.to_string()),
+            ("memcord_kv_timeout_ms", config.kv.timeout_ms.to_string()),
+            ("memcord_kv_connections", config.kv.connections.to_string()),
+        ]));
+    }
+    // A peer running the broken linearizable build says so (`memcord check` refuses to
+    // call a run broken on purpose unless every peer does).
+    #[cfg(feature = "fault-injection")]
+    if config.peers.len() > 1
+        && crate::peer::settings::read_policy(config) == Some(crate::modes::ReadPolicy::UnsafeLocal)
+    {
+        lines.push(("memcord_unsafe_local_reads".into(), "yes".into()));
+    }
+    lines
+}
+
+/// Lines with static names as owned pairs.
+fn named<'a>(lines: impl IntoIterator<Item = (&'a str, String)>) -> Vec<(String, String)> {
+    lines
+        .into_iter()
+        .map(|(name, value)| (name.to_string(), value))
+        .collect()
 }

@@ -70,14 +70,16 @@ pub struct EventualConfig {
     pub hint_limits: HintLimits,
 }
 
+/// The documented `[cluster]` defaults (`peer::settings`' tests hold them to
+/// `PeerConfig::default()`); `join_window` is twice the failure timeout.
 impl Default for EventualConfig {
     fn default() -> Self {
         EventualConfig {
-            sync_interval: Duration::from_millis(1000),
+            sync_interval: Duration::from_millis(500),
             tombstone_ttl: Duration::from_secs(3600),
             page_size: 1000,
             call_timeout: Duration::from_secs(5),
-            join_window: Duration::from_secs(3),
+            join_window: Duration::from_secs(2),
             push: true,
             admin_commands: true,
             replication: None,

@@ -85,14 +85,15 @@ pub struct OrderConfig {
 }
 
 impl OrderConfig {
-    /// Defaults for a peer keeping its state in `dir`.
+    /// Defaults for a peer keeping its state in `dir`: the documented `[cluster]` defaults
+    /// (`peer::settings`' tests hold them to `PeerConfig::default()`).
     pub fn new(dir: PathBuf) -> OrderConfig {
         OrderConfig {
             dir,
             fsync: true,
             quorum_timeout: Duration::from_secs(2),
-            heartbeat: Duration::from_millis(100),
-            election_timeout: Duration::from_millis(500),
+            heartbeat: Duration::from_millis(200),
+            election_timeout: Duration::from_millis(1000),
             max_batch: 512,
             max_inflight: 1,
             snapshot_logs: 5000,
