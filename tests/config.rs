@@ -149,7 +149,7 @@ fn errors_say_what_is_wrong() {
         "{err}"
     );
 
-    // Zero used to mean a snapshot after every log entry.
+    // Zero is refused: snapshots are what compacts the log.
     let f = file("[cluster]\nsnapshot_logs = 0\n");
     let err = load(&with_file(&f, None), no_env())
         .unwrap_err()
